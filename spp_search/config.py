@@ -1,0 +1,185 @@
+"""One frozen, validated ``StudyConfig`` from an experiment YAML file plus command-line overrides.
+
+A config file has four sections, each optional; unknown keys fail with the list of valid ones::
+
+    study:    {name, trials, seed, epochs, sampler, pruner, storage, tracking_uri, device}
+    data:     {source, val_fraction, split_seed, synthetic: {num_images, num_classes, ...}}
+    defaults: {<factor>: value}      # every factor not searched; see factors.py
+    space:    {<factor>: parameter}  # the searched factors; see space.py
+
+An exported best configuration has the same sections plus ``result`` (what it achieved), so it
+can be given back to ``--config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from spp_search.data import SyntheticSpec, class_folders
+from spp_search.errors import ConfigError, must
+from spp_search.factors import check_factor, default_factors
+from spp_search.space import SearchSpace
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+DEVICES = ("auto", "cpu", "gpu")
+SECTIONS = ("study", "data", "defaults", "space", "result")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How the study runs. ``trials`` is the study's total, not this invocation's."""
+
+    name: str = "spp-default"
+    trials: int = 50
+    seed: int = 0
+    epochs: int = 3
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str = "sqlite:///optuna.db"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name, options in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("device", DEVICES)):
+            if getattr(self, name) not in options:
+                raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
+        for name in ("trials", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    must(name, "be at least 1", getattr(self, name), "Use e.g. 50 trials, 3 epochs.")
+                )
+        if not self.name or "/" in self.name:
+            raise ConfigError(must("study-name", "be non-empty without '/'", self.name, "E.g. spp-default."))
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where images come from: ``synthetic`` (generated) or a folder path; how they are split."""
+
+    source: str = "synthetic"
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(must("val_fraction", "be between 0 and 1", self.val_fraction, "Use 0.25."))
+        if self.source != "synthetic":
+            class_folders(Path(self.source))  # fails now, not in the first trial
+
+    @property
+    def bands(self) -> int | None:
+        return self.synthetic.bands if self.source == "synthetic" else None
+
+    def for_trial(self) -> dict:
+        """The plain dict a trial process needs to load the data."""
+        return {
+            "source": self.source,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+            "synthetic": dataclasses.asdict(self.synthetic),
+        }
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    study: StudySettings
+    data: DataSettings
+    defaults: dict
+    space: SearchSpace
+
+    def to_dict(self) -> dict:
+        defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
+        return {
+            "study": dataclasses.asdict(self.study),
+            "data": {**dataclasses.asdict(self.data)},
+            "defaults": defaults,
+            "space": self.space.to_dict(),
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of what defines the experiment (not its size, name, storage or device)."""
+        d = self.to_dict()
+        for key in ("trials", "name", "storage", "tracking_uri", "device"):
+            d["study"].pop(key)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _section(cls, values: object, where: str):
+    """Build dataclass ``cls`` from a mapping, failing on unknown keys or wrong types."""
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ConfigError(must(where, "be a mapping", values, "Indent its keys under it."))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            must(
+                f"{where}.{unknown[0]}",
+                f"be one of the keys {sorted(fields)}",
+                unknown[0],
+                "Remove or rename it.",
+            )
+        )
+    kwargs = {}
+    defaults = cls()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if dataclasses.is_dataclass(expected):
+            value = _section(expected, value, f"{where}.{key}")
+        elif expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(
+                must(f"{where}.{key}", f"be of type {expected.__name__}", value, "Fix the value.")
+            )
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def read_file(path: Path) -> dict:
+    """Parse a YAML (or JSON) config safely; a clear error for a missing or broken file."""
+    if not path.is_file():
+        raise ConfigError(must("config", "be an existing file", str(path), "Check the path."))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"`config` {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(must("config", "hold a mapping of sections", type(raw).__name__, "See README."))
+    return raw
+
+
+def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
+    """Merge ``overrides`` (CLI values, None = not given) into ``raw`` and validate everything."""
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(must("config section", f"be one of {list(SECTIONS)}", unknown[0], "Remove it."))
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            section, name = key.split(".")
+            raw.setdefault(section, {})
+            raw[section][name] = value
+    study = _section(StudySettings, raw.get("study"), "study")
+    data = _section(DataSettings, raw.get("data"), "data")
+    given = raw.get("defaults") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(must("defaults", "be a mapping of factor -> value", given, "See README."))
+    defaults = default_factors()
+    for name, value in given.items():
+        defaults[name] = check_factor(name, value)
+    return StudyConfig(study, data, defaults, SearchSpace.from_dict(raw.get("space")))
+
+
+def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:
+    """The study's config: the file at ``path`` (or built-in defaults) plus CLI overrides."""
+    return build_config(read_file(path) if path else {}, overrides)

@@ -1,0 +1,228 @@
+"""The Optuna engine: ask a trial, run it, tell the outcome, track it; resumable to a total.
+
+How outcomes reach Optuna (and so the sampler):
+
+* ``ok``: COMPLETE with the final validation accuracy.
+* ``pruned``: PRUNED (the pruner's decision, at the last reported epoch).
+* ``diverged_*``: PRUNED at the epoch it diverged, with value 0.0 reported there: a diverged
+  model's accuracy counts as zero, so TPE ranks it below every trained trial of that length.
+* any other failure: FAIL, with ``outcome``, ``error_type`` and ``error_message`` user attrs.
+
+``study.trials`` is the study's total: trials already finished in the storage count, except ones
+interrupted by the user, whose configuration is enqueued to run again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from spp_search.config import StudyConfig
+from spp_search.errors import ConfigError, must
+from spp_search.factors import param_text
+from spp_search.outcomes import Outcome
+from spp_search.progress import StudyProgress, summary_table
+from spp_search.redaction import redact
+from spp_search.tracking import Tracker
+from spp_search.trial import TrialResult, TrialSpec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+INTERRUPTED = "interrupted"
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    if config.study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=config.study.seed)
+    return optuna.samplers.TPESampler(seed=config.study.seed)
+
+
+def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
+    if config.study.pruner == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def open_study(config: StudyConfig) -> optuna.Study:
+    """Create the study, or load it if it exists and was made from the same experiment."""
+    study = optuna.create_study(
+        study_name=config.study.name,
+        storage=config.study.storage,
+        direction="maximize",
+        sampler=make_sampler(config),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", config.fingerprint())
+        study.set_user_attr("config", json.loads(redact(json.dumps(config.to_dict(), default=list))))
+    elif stored != config.fingerprint():
+        raise ConfigError(
+            must(
+                "study-name",
+                "name a study made from the same config (data, defaults, space, seed)",
+                config.study.name,
+                "Use a new --study-name, or rerun with the original config.",
+            )
+        )
+    return study
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that count toward the total: finished ones, except user interruptions."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+        if t.user_attrs.get("outcome") != INTERRUPTED
+    )
+
+
+def recover_orphans(study: optuna.Study, config: StudyConfig) -> int:
+    """Trials left RUNNING by a killed driver: mark FAIL/interrupted and enqueue them again."""
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in orphans:  # Optuna has no public API to annotate a trial this process did not ask
+        study._storage.set_trial_user_attr(t._trial_id, "outcome", INTERRUPTED)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+    return len(orphans)
+
+
+class OptunaReporter:
+    """Logs each epoch to MLflow and to the Optuna trial; answers the pruner's verdict."""
+
+    def __init__(self, trial: optuna.Trial, tracker: Tracker, run_id: str, prune: bool) -> None:
+        self.trial, self.tracker, self.run_id, self.prune = trial, tracker, run_id, prune
+        self.reported: set[int] = set()
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool:
+        self.tracker.log_epoch(self.run_id, epoch, metrics)
+        self.trial.report(metrics["val_accuracy"], epoch)
+        self.reported.add(epoch)
+        return self.prune and self.trial.should_prune()
+
+
+def tell(
+    study: optuna.Study, trial: optuna.Trial, result: TrialResult, reporter: OptunaReporter
+) -> optuna.trial.FrozenTrial:
+    """Record ``result`` in Optuna (see the module docstring for the mapping)."""
+    trial.set_user_attr("outcome", result.outcome.value)
+    if result.error_type:
+        trial.set_user_attr("error_type", result.error_type)
+        trial.set_user_attr("error_message", redact(result.error_message[:500]))
+    if result.outcome is Outcome.OK:
+        return study.tell(trial, result.value)
+    if result.outcome is Outcome.PRUNED:
+        return study.tell(trial, state=TrialState.PRUNED)
+    if result.outcome.diverged:
+        epoch = result.failed_epoch or 0
+        if epoch not in reporter.reported:
+            trial.report(0.0, epoch)
+        return study.tell(trial, state=TrialState.PRUNED)
+    return study.tell(trial, state=TrialState.FAIL)
+
+
+@dataclass
+class StudySummary:
+    outcomes: Counter
+    best: tuple[int, float, str] | None
+    trials_run: int
+
+
+def describe(factors: dict, names: tuple[str, ...]) -> str:
+    """``levels=1,2,4 pooling=max learning_rate=0.00316``: the searched factors, compact."""
+
+    def text(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else param_text(value)
+
+    return " ".join(f"{k}={text(factors[k])}" for k in names)
+
+
+def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, str] | None:
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("outcome") == Outcome.OK.value
+    ]
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    return best.number, best.value, describe(best.user_attrs["factors"], names)
+
+
+def run_study(config: StudyConfig, runner, device: str, console: Console) -> StudySummary:
+    """Run trials until the study holds ``config.study.trials`` counted trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(config)
+    tracker = Tracker(config.study.tracking_uri, config.study.name)
+    tracker.open_study(config.to_dict(), {**config.defaults, "device": device})
+    recovered = recover_orphans(study, config) + tracker.close_orphans()
+    if recovered:
+        console.print(f"closed {recovered} trial(s) left running by an interrupted run")
+    names = config.space.names or ("levels", "pooling")
+    total, start, run = config.study.trials, time.perf_counter(), 0
+    label = f"{config.study.name} ({device})"
+    status = "FAILED"
+    try:
+        with StudyProgress(console, total, min(counted(study), total), label) as progress:
+            while counted(study) < total:
+                run_one(study, config, runner, tracker, device, progress, names)
+                run += 1
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        outcomes = Counter(
+            t.user_attrs.get("outcome", t.state.name.lower())
+            for t in study.get_trials(deepcopy=False, states=FINISHED)
+        )
+        best = best_of(study, names)
+        tracker.close_study(
+            {"trials_finished": counted(study), "best_val_accuracy": best[1] if best else None}, status
+        )
+        console.print(summary_table(outcomes, time.perf_counter() - start))
+        if best:
+            console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
+    return StudySummary(outcomes, best, run)
+
+
+def run_one(study, config, runner, tracker, device, progress, names) -> None:
+    """Ask, train, tell and track one trial."""
+    trial = study.ask()
+    factors = config.space.suggest(trial, config.defaults)
+    trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
+    run_id = tracker.start_trial(
+        trial.number,
+        factors,
+        {"seed": config.study.seed + trial.number, "epochs": config.study.epochs, "device": device},
+    )
+    trial.set_user_attr("mlflow_run_id", run_id)
+    spec = TrialSpec(
+        trial.number,
+        factors,
+        config.data.for_trial(),
+        config.study.epochs,
+        config.study.seed + trial.number,
+        device,
+    )
+    reporter = OptunaReporter(trial, tracker, run_id, config.study.pruner != "none")
+    start = time.perf_counter()
+    try:
+        result = runner.run(spec, reporter)
+    except BaseException:
+        trial.set_user_attr("outcome", INTERRUPTED)
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+        tracker.kill_trial(run_id, INTERRUPTED)
+        raise
+    frozen = tell(study, trial, result, reporter)
+    tracker.end_trial(run_id, result, {"optuna_state": frozen.state.name})
+    progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, names))
+    if result.outcome is Outcome.CONFIG_ERROR:
+        raise ConfigError(result.error_message)

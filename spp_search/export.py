@@ -1,0 +1,115 @@
+"""Export the best trial as a complete, runnable config (YAML or JSON by the file's extension).
+
+The file has the sections of an experiment config, every factor under ``defaults`` and an empty
+``space``, so ``--config best.yaml`` reproduces the configuration; ``result`` records what it
+achieved and where it came from. Storage and tracking URLs are left out (they may hold secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from spp_search.errors import ConfigError, must
+from spp_search.outcomes import Outcome
+from spp_search.redaction import redact
+
+SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+def load_study(name: str, storage: str) -> optuna.Study:
+    """Load an existing study, or fail with the names that storage holds (creating nothing)."""
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(
+            must(
+                "storage",
+                "point at an existing study database",
+                redact(storage),
+                "Run the study first, or pass the --storage it used.",
+            )
+        )
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise ConfigError(
+            must(
+                "study-name",
+                f"name a study in the storage (it holds {names})",
+                name,
+                "Pass --study-name and --storage of a study you ran.",
+            )
+        ) from None
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The successful trial with the highest validation accuracy."""
+    ok = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("outcome") == Outcome.OK.value
+    ]
+    if not ok:
+        raise ConfigError(
+            must(
+                "study-name",
+                "name a study with at least one successful trial",
+                study.study_name,
+                "Run more trials first.",
+            )
+        )
+    return max(ok, key=lambda t: (t.value, -t.number))
+
+
+def best_config(study: optuna.Study) -> dict:
+    """The best trial's complete config: study, data, every factor, and its result."""
+    trial = best_trial(study)
+    stored = study.user_attrs["config"]
+    settings = {k: v for k, v in stored["study"].items() if k not in ("storage", "tracking_uri")}
+    settings.update(name=f"{study.study_name}-best", trials=1, seed=stored["study"]["seed"] + trial.number)
+    result = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "val_accuracy": trial.value,
+        "epochs_val_accuracy": [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)],
+        "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return {
+        "study": settings,
+        "data": stored["data"],
+        "defaults": trial.user_attrs["factors"],
+        "space": {},
+        "result": result,
+    }
+
+
+def check_out(out: Path) -> str:
+    """The output format for ``out`` (``yaml`` or ``json``); checked before any work is done."""
+    kind = SUFFIXES.get(out.suffix.lower())
+    if kind is None:
+        raise ConfigError(must("out", f"end in one of {sorted(SUFFIXES)}", str(out), "E.g. --out best.yaml."))
+    if not out.parent.resolve().is_dir():
+        raise ConfigError(must("out", "be in an existing folder", str(out), "Create the folder first."))
+    return kind
+
+
+def write_config(config: dict, out: Path) -> None:
+    """Write atomically (temp file + rename): an error never leaves a half-written file."""
+    kind = check_out(out)
+    text = json.dumps(config, indent=2) if kind == "json" else yaml.safe_dump(config, sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=out.parent.resolve(), prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,194 @@
+"""The Spatial Pyramid Pooling layer: exact floor/ceil bins, any input size, compiled `fit`.
+
+Bins follow the SPP paper's Appendix A rule (He et al., TPAMI 2015): along an axis of length
+``a``, bin ``i`` of ``n`` spans ``[floor(i*a/n), ceil((i+1)*a/n))``. Bins are never empty and
+there are always ``n`` of them; they overlap when ``a`` is not a multiple of ``n`` (and when the
+feature map is smaller than the level), which is what makes a 1x1 map with level 4 well defined.
+
+Two code paths compute the same numbers:
+
+* grid path, when height and width are multiples of ``lcm(levels)``: one reshape-and-reduce to an
+  ``L x L`` grid, from which every level is a further reshape-and-reduce. Cheap: one read.
+* gather path, any size: per level and axis, gather each bin's rows (clipped to the bin, so max is
+  unchanged; average uses a mask) and reduce.
+
+With static spatial sizes the path is chosen in Python; with ``None`` sizes a ``tf.cond`` picks
+it per batch, so the layer works inside compiled ``model.fit`` with variable input sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from spp_search.errors import ConfigError, must
+
+POOLINGS = ("max", "avg")
+
+
+def validate_levels(levels: object) -> tuple[int, ...]:
+    """Return ``levels`` as a tuple of distinct positive ints, or raise ``ConfigError``."""
+    if isinstance(levels, int) and not isinstance(levels, bool):
+        levels = (levels,)
+    fix = "Use a non-empty sequence of distinct positive integers, e.g. levels=(1, 2, 4)."
+    if not isinstance(levels, Sequence) or isinstance(levels, str) or len(levels) == 0:
+        raise ConfigError(must("levels", "be a non-empty sequence of integers", levels, fix))
+    for n in levels:
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ConfigError(must("levels", "hold only positive integers", list(levels), fix))
+    if len(set(levels)) != len(levels):
+        raise ConfigError(must("levels", "hold distinct values", list(levels), fix))
+    return tuple(int(n) for n in levels)
+
+
+def validate_pooling(pooling: object) -> str:
+    """Return ``pooling`` if it is one of ``POOLINGS``, else raise ``ConfigError``."""
+    if pooling not in POOLINGS:
+        raise ConfigError(must("pooling", f"be one of {POOLINGS}", pooling, "Use 'max' or 'avg'."))
+    return str(pooling)
+
+
+def bin_edges(size: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Start (inclusive) and end (exclusive) of the ``n`` bins over an axis of length ``size``."""
+    i = tf.range(n, dtype=size.dtype)
+    return (i * size) // n, ((i + 1) * size + n - 1) // n
+
+
+def _reduce(x: tf.Tensor, axis: int | list[int], pooling: str) -> tf.Tensor:
+    return tf.reduce_max(x, axis=axis) if pooling == "max" else tf.reduce_mean(x, axis=axis)
+
+
+def pool_axis(x: tf.Tensor, axis: int, n: int, pooling: str) -> tf.Tensor:
+    """Pool ``x`` into ``n`` floor/ceil bins along ``axis`` (the axis keeps its place, length n).
+
+    Each bin gathers ``span`` indices (the longest bin's length), clipped to the bin's last index:
+    repeats do not change a max, and the average masks them out.
+    """
+    start, end = bin_edges(tf.shape(x)[axis], n)
+    length = end - start
+    offsets = tf.range(tf.reduce_max(length))
+    idx = tf.minimum(start[:, None] + offsets[None, :], end[:, None] - 1)
+    gathered = tf.gather(x, idx, axis=axis)  # axis -> (n, span)
+    if pooling == "max":
+        return tf.reduce_max(gathered, axis=axis + 1)
+    weights = tf.cast(offsets[None, :] < length[:, None], x.dtype) / tf.cast(length[:, None], x.dtype)
+    weights = tf.reshape(weights, [1] * axis + [n, -1] + [1] * (x.shape.rank - axis - 1))
+    return tf.reduce_sum(gathered * weights, axis=axis + 1)
+
+
+def gather_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
+    """Every level as a ``(B, n, n, C)`` tensor, for any height and width (NHWC input)."""
+    out = []
+    for n in levels:
+        if n == 1:
+            out.append(_reduce(x, [1, 2], pooling)[:, None, None, :])
+        else:
+            out.append(pool_axis(pool_axis(x, 1, n, pooling), 2, n, pooling))
+    return out
+
+
+def grid_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
+    """Every level as ``(B, n, n, C)``, when height and width are multiples of ``lcm(levels)``.
+
+    Pools once to an ``L x L`` grid of equal cells, then derives each level from that grid: exact,
+    because every level's bins are unions of whole cells of equal size.
+    """
+    grid = math.lcm(*levels)
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
+    cells = _reduce(tf.reshape(x, [b, grid, h // grid, grid, w // grid, c]), [2, 4], pooling)
+    out = []
+    for n in levels:
+        r = grid // n
+        out.append(cells if r == 1 else _reduce(tf.reshape(cells, [b, n, r, n, r, c]), [2, 4], pooling))
+    return out
+
+
+def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> tf.Tensor:
+    """Pool an NHWC tensor into ``(B, C * sum(n*n))``: levels in order, bins row-major, then C."""
+    grid = math.lcm(*levels)
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None:
+        if h == 0 or w == 0:
+            raise ValueError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
+        pyramid = (grid_pyramid if h % grid == 0 and w % grid == 0 else gather_pyramid)(x, levels, pooling)
+    else:
+        dyn = tf.shape(x)
+        with tf.control_dependencies(
+            [tf.debugging.assert_positive(dyn[1:3], message="SPP input has an empty spatial size")]
+        ):
+            divisible = tf.logical_and(dyn[1] % grid == 0, dyn[2] % grid == 0)
+        pyramid = tf.cond(
+            divisible,
+            lambda: grid_pyramid(x, levels, pooling),
+            lambda: gather_pyramid(x, levels, pooling),
+        )
+    batch = tf.shape(x)[0]
+    return tf.concat([tf.reshape(p, [batch, -1]) for p in pyramid], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="spp_search")
+class SpatialPyramidPooling2D(keras.layers.Layer):
+    """Spatial Pyramid Pooling over 2-D feature maps of any size (SPP paper, Appendix A bins).
+
+    Args:
+        levels: pyramid levels; level ``n`` pools the map into ``n x n`` bins. Default (1, 2, 4).
+        pooling: ``"max"`` or ``"avg"``.
+        data_format: ``"channels_last"`` (default from Keras config) or ``"channels_first"``.
+
+    Input shape:
+        4-D ``(batch, height, width, channels)`` (or channels first); height and width may be
+        ``None`` and may be smaller than the largest level.
+
+    Output shape:
+        2-D ``(batch, channels * sum(n * n for n in levels))``, the same for every input size.
+
+    Example:
+        >>> import numpy as np
+        >>> spp = SpatialPyramidPooling2D(levels=(1, 2), pooling="max")
+        >>> tuple(spp(np.zeros((2, 5, 7, 3), "float32")).shape)
+        (2, 15)
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[int] = (1, 2, 4),
+        pooling: str = "max",
+        data_format: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.levels = validate_levels(levels)
+        self.pooling = validate_pooling(pooling)
+        self.data_format = data_format or keras.config.image_data_format()
+        if self.data_format not in ("channels_last", "channels_first"):
+            raise ConfigError(
+                must(
+                    "data_format",
+                    "be 'channels_last' or 'channels_first'",
+                    data_format,
+                    "Pass one of the two, or leave it unset.",
+                )
+            )
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    @property
+    def bins(self) -> int:
+        """Number of bins per channel: ``sum(n * n)``."""
+        return sum(n * n for n in self.levels)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        x = tf.transpose(inputs, [0, 2, 3, 1]) if self.data_format == "channels_first" else inputs
+        return spatial_pyramid(x, self.levels, self.pooling)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        channels = input_shape[1] if self.data_format == "channels_first" else input_shape[3]
+        return (input_shape[0], None if channels is None else channels * self.bins)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(levels=list(self.levels), pooling=self.pooling, data_format=self.data_format)
+        return config

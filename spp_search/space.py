@@ -1,0 +1,143 @@
+"""The search space, declared once as data and translated to Optuna (KerasTuner later).
+
+A space maps factor names to parameters, in order::
+
+    levels:        {choices: [[1], [1, 2], [1, 2, 4]]}
+    learning_rate: {low: 1.0e-4, high: 0.3, log: true}
+    preprocessing: {choices: [resize, letterbox], when: {input_policy: [fixed, multi_size]}}
+
+``choices`` makes a categorical parameter (values may be lists, like pyramid levels); ``low`` and
+``high`` a numeric one, integer when the factor is (``step`` and ``log`` optional). ``when`` makes
+a parameter conditional on factors declared before it. Every value is checked by its factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spp_search.errors import ConfigError, must
+from spp_search.factors import FACTORS, check_factor, param_text, require_factor
+
+PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched factor: categorical (``choices``) or numeric (``low``..``high``)."""
+
+    name: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+    when: dict[str, tuple] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Optuna needs primitive choices: each choice is known by its ``param_text`` label."""
+        return tuple(param_text(c) for c in self.choices or ())
+
+    def active(self, factors: dict) -> bool:
+        return all(factors.get(k) in allowed for k, allowed in self.when.items())
+
+    def to_dict(self) -> dict:
+        out: dict = {}
+        if self.choices is not None:
+            out["choices"] = [list(c) if isinstance(c, tuple) else c for c in self.choices]
+        else:
+            out.update(low=self.low, high=self.high)
+            if self.log:
+                out["log"] = True
+            if self.step is not None:
+                out["step"] = self.step
+        if self.when:
+            out["when"] = {k: list(v) for k, v in self.when.items()}
+        return out
+
+
+def _param(name: str, spec: object, earlier: list[str]) -> Param:
+    require_factor(name)
+    fix = "Give {choices: [...]} or {low: ..., high: ...}."
+    if not isinstance(spec, dict):
+        raise ConfigError(must(f"space.{name}", "be a mapping", spec, fix))
+    unknown = set(spec) - set(PARAM_KEYS)
+    if unknown:
+        raise ConfigError(must(f"space.{name}", f"use only keys {list(PARAM_KEYS)}", sorted(unknown), fix))
+    when = {}
+    for parent, allowed in (spec.get("when") or {}).items():
+        if parent not in earlier:
+            raise ConfigError(
+                must(
+                    f"space.{name}.when",
+                    "name a factor searched before it",
+                    parent,
+                    "Declare the parent factor first in `space`.",
+                )
+            )
+        when[parent] = tuple(check_factor(parent, v) for v in allowed)
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(must(f"space.{name}.choices", "be a non-empty list", choices, fix))
+        checked = tuple(check_factor(name, c) for c in choices)
+        return Param(name, choices=checked, when=when)
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(must(f"space.{name}", "have `choices` or both `low` and `high`", spec, fix))
+    low, high = check_factor(name, spec["low"]), check_factor(name, spec["high"])
+    if not low < high:
+        raise ConfigError(must(f"space.{name}.low", "be below high", low, "Swap or widen them."))
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ConfigError(must(f"space.{name}.low", "be > 0 with log: true", low, "Raise it."))
+    integer = isinstance(FACTORS[name].default, int) and not isinstance(FACTORS[name].default, bool)
+    return Param(name, low=low, high=high, log=log, step=spec.get("step"), integer=integer, when=when)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ordered parameters; ``suggest`` turns an Optuna trial into factor values."""
+
+    params: tuple[Param, ...]
+
+    @classmethod
+    def from_dict(cls, spec: dict | None) -> SearchSpace:
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(must("space", "be a mapping of factor -> parameter", spec, "See README."))
+        params: list[Param] = []
+        for name, entry in spec.items():
+            params.append(_param(name, entry, [p.name for p in params]))
+        return cls(tuple(params))
+
+    def to_dict(self) -> dict:
+        return {p.name: p.to_dict() for p in self.params}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def suggest(self, trial, defaults: dict) -> dict:
+        """Ask an Optuna trial for every active parameter; inactive ones keep their default."""
+        factors = dict(defaults)
+        for p in self.params:
+            if not p.active(factors):
+                continue
+            if p.choices is not None:
+                label = trial.suggest_categorical(p.name, p.labels)
+                factors[p.name] = p.choices[p.labels.index(label)]
+            elif p.integer:
+                step = int(p.step or 1)
+                factors[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=step, log=p.log)
+            else:
+                factors[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+        return factors
+
+    def params_for(self, factors: dict) -> dict:
+        """Optuna params (labels for categoricals) that reproduce ``factors``, for enqueueing."""
+        out = {}
+        for p in self.params:
+            if p.active(factors):
+                out[p.name] = param_text(factors[p.name]) if p.choices is not None else factors[p.name]
+        return out

@@ -1,0 +1,236 @@
+"""Train one trial and watch its stability. No Optuna, no MLflow: plain data in, plain data out.
+
+``run_trial(spec, reporter)`` builds the data and model for ``spec.factors``, trains with compiled
+``fit``, and returns a :class:`TrialResult` whatever happens: exceptions are caught, classified by
+``outcomes.classify`` and returned, so the caller (inline or in a worker process) decides what to do.
+
+Between epochs the ``reporter`` gets the epoch's metrics and answers whether to stop (pruning):
+the engine owns the Optuna trial, the trial code only asks.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from spp_search.outcomes import Evidence, Outcome, classify, exploded
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs, picklable so a worker process can receive it."""
+
+    number: int
+    factors: dict
+    data: dict
+    epochs: int
+    seed: int
+    device: str = "cpu"
+    log_every: int = 5
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: outcome, objective, per-epoch and per-step metrics, failure detail."""
+
+    outcome: Outcome
+    value: float | None = None
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: list[tuple[int, float]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str = ""
+    traceback: str | None = None
+    failed_epoch: int | None = None
+    failed_step: int | None = None
+
+
+class Reporter(Protocol):
+    """Receives each epoch's metrics; returns True when the trial should stop (pruned)."""
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool: ...
+
+
+@lru_cache(maxsize=4)
+def _load(source: str, synthetic: tuple, val_fraction: float, seed: int):
+    from spp_search import data
+
+    if source == "synthetic":
+        images = data.make_synthetic(data.SyntheticSpec(**dict(synthetic)))
+    else:
+        images = data.load_folder(Path(source))
+    return data.split(images, val_fraction, seed)
+
+
+def load_trial_data(data_cfg: dict):
+    """Train/val :class:`~spp_search.data.ImageSet` for a data config; cached per process."""
+    synthetic = tuple(sorted(data_cfg.get("synthetic", {}).items()))
+    return _load(data_cfg["source"], synthetic, data_cfg["val_fraction"], data_cfg["split_seed"])
+
+
+@dataclass
+class Watch:
+    """Per-step stability state, filled by the training callback."""
+
+    log_every: int
+    step: int = 0
+    epoch: int = 0
+    initial_loss: float | None = None
+    max_loss: float | None = None
+    nonfinite_step: int | None = None
+    exploded_step: int | None = None
+    pruned: bool = False
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+
+    def on_step(self, loss: float, grad_norm: float, seconds: float) -> bool:
+        """Record one training step; return True if training must stop (diverged)."""
+        self.step += 1
+        self.step_times.append(seconds)
+        self.grad_norms.append(grad_norm)
+        if self.step % self.log_every == 0 or self.step == 1 or not math.isfinite(loss):
+            self.losses.append((self.step, loss))
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.nonfinite_step = self.step
+            return True
+        if self.initial_loss is None:
+            self.initial_loss = loss
+        self.max_loss = max(self.max_loss or loss, loss)
+        if exploded(self.initial_loss, loss):
+            self.exploded_step = self.step
+            return True
+        return False
+
+    @property
+    def stopped(self) -> bool:
+        return self.nonfinite_step is not None or self.exploded_step is not None
+
+
+def _callback(watch: Watch, reporter: Reporter, batch_size: int):
+    import keras
+
+    class StabilityCallback(keras.callbacks.Callback):
+        """Feeds ``watch`` every step and ``reporter`` every epoch; stops on divergence/pruning."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            watch.epoch = epoch
+            self.epoch_start = time.perf_counter()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.step_start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss, norm = float(logs["batch_loss"]), float(logs["grad_norm"])
+            if watch.on_step(loss, norm, time.perf_counter() - self.step_start):
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if watch.stopped:
+                return
+            metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+            metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
+            self.history.append(metrics)
+            if reporter.epoch_end(epoch, metrics):
+                watch.pruned = True
+                self.model.stop_training = True
+
+    callback = StabilityCallback()
+    callback.history = []
+    return callback
+
+
+def _stats(watch: Watch, model, batch_size: int, train_time: float) -> dict[str, float]:
+    norms = np.array([g for g in watch.grad_norms if math.isfinite(g)] or [math.nan])
+    steps = np.array(watch.step_times[1:] or watch.step_times or [math.nan])
+    stats = {
+        "train_time_s": train_time,
+        "steps": float(watch.step),
+        "step_time_median_s": float(np.median(steps)),
+        "images_per_s": batch_size / float(np.median(steps)) if watch.step > 1 else math.nan,
+        "grad_norm_max": float(norms.max()),
+        "grad_norm_p95": float(np.percentile(norms, 95)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "traced_shapes": float(len(getattr(model, "traced_shapes", ()))),
+    }
+    if watch.initial_loss:
+        stats["max_loss_ratio"] = (watch.max_loss or watch.initial_loss) / watch.initial_loss
+    if watch.nonfinite_step is not None:
+        stats["first_nonfinite_step"] = float(watch.nonfinite_step)
+    return stats
+
+
+def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, object, float]:
+    import keras
+
+    from spp_search.models import build_trial_model, make_optimizer
+    from spp_search.preprocessing import build_pipelines
+
+    keras.backend.clear_session(free_memory=True)
+    keras.utils.set_random_seed(spec.seed)
+    train, val = load_trial_data(spec.data)
+    f = spec.factors
+    pipes = build_pipelines(train, val, f, seed=spec.seed)
+    model = build_trial_model(f, train.images[0].shape[-1], len(train.class_names), pipes.input_size)
+    model.compile(
+        optimizer=make_optimizer(f.get("optimizer", "adam"), float(f["learning_rate"])),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=bool(f.get("jit_compile", False)),
+    )
+    callback = _callback(watch, reporter, int(f["batch_size"]))
+    start = time.perf_counter()
+    # A bucketed validation set has unknown cardinality; running out of it is how it ends.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    model.fit(
+        pipes.train,
+        epochs=spec.epochs,
+        steps_per_epoch=pipes.steps_per_epoch,
+        validation_data=pipes.val,
+        callbacks=[callback],
+        shuffle=False,  # the pipeline shuffles
+        verbose=0,
+    )
+    return callback.history, model, time.perf_counter() - start
+
+
+def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
+    """Train ``spec`` and return its result; never raises for a trial-level failure."""
+    watch = Watch(spec.log_every)
+    history, model, train_time, error = [], None, 0.0, None
+    try:
+        history, model, train_time = _train(spec, reporter, watch)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a classified outcome
+        error = exc
+    evidence = Evidence(
+        error_type=f"{type(error).__module__}.{type(error).__qualname__}" if error else None,
+        error_message=str(error)[:2000] if error else "",
+        pruned=watch.pruned,
+        nonfinite_step=watch.nonfinite_step,
+        initial_loss=watch.initial_loss,
+        max_loss=watch.max_loss,
+        device=spec.device,
+    )
+    outcome = classify(evidence)
+    failed = outcome.failed
+    return TrialResult(
+        outcome=outcome,
+        value=history[-1]["val_accuracy"] if history and not failed else None,
+        epochs=history,
+        steps=watch.losses,
+        stats=_stats(watch, model, int(spec.factors["batch_size"]), train_time),
+        error_type=evidence.error_type,
+        error_message=evidence.error_message,
+        traceback="".join(traceback.format_exception(error)) if error else None,
+        failed_epoch=watch.epoch if failed else None,
+        failed_step=(watch.nonfinite_step or watch.exploded_step or watch.step) if failed else None,
+    )

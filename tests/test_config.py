@@ -1,0 +1,89 @@
+"""Config loading: defaults, the shipped experiments, overrides, and one clear error per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spp_search.config import build_config, load_config
+from spp_search.errors import ConfigError
+from spp_search.factors import FACTORS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_builtin_defaults_cover_every_factor():
+    config = build_config({})
+    assert set(config.defaults) == set(FACTORS)
+    assert config.study.trials == 50 and config.space.names == ()
+
+
+def test_default_experiment_loads_and_searches_the_issue_factors():
+    config = load_config(ROOT / "experiments" / "default.yaml")
+    assert {"levels", "pooling", "input_policy", "preprocessing", "learning_rate", "batch_size"} <= set(
+        config.space.names
+    )
+    levels = next(p for p in config.space.params if p.name == "levels")
+    assert (1, 2, 4, 8) in levels.choices and (1,) in levels.choices
+
+
+def test_overrides_win_and_none_means_not_given(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"study": {"trials": 7, "seed": 3}}))
+    config = load_config(path, {"study.trials": 9, "study.seed": None, "data.source": "synthetic"})
+    assert (config.study.trials, config.study.seed) == (9, 3)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ({"study": {"trails": 5}}, "study.trails"),
+        ({"studies": {}}, "config section"),
+        ({"study": {"trials": "many"}}, "type int"),
+        ({"study": {"trials": 0}}, "`trials` must be at least 1"),
+        ({"study": {"sampler": "grid"}}, "`sampler`"),
+        ({"study": {"device": "tpu"}}, "`device`"),
+        ({"data": {"val_fraction": 1.5}}, "`val_fraction`"),
+        ({"data": {"synthetic": {"bands": 0}}}, "`bands`"),
+        ({"data": {"synthetic": {"colour": 1}}}, "data.synthetic.colour"),
+        ({"data": {"source": "/no/such/folder"}}, "`data` must be an existing folder"),
+        ({"defaults": {"pooling": "min"}}, "`pooling` must be one of"),
+        ({"defaults": {"levels": [0, 1]}}, "`levels` must hold only positive"),
+        ({"defaults": {"lr": 0.1}}, "`factor` must be one of"),
+        ({"defaults": {"batch_size": 0}}, "`batch_size`"),
+        ({"space": {"levels": {"choices": [[1], [2, 2]]}}}, "distinct"),
+        ({"space": {"levels": {"options": [[1]]}}}, "use only keys"),
+        ({"space": {"learning_rate": {"low": 0.1}}}, "both `low` and `high`"),
+        ({"space": {"learning_rate": {"low": 0.1, "high": 0.01}}}, "be below high"),
+        (
+            {"space": {"preprocessing": {"choices": ["resize"], "when": {"input_policy": ["fixed"]}}}},
+            "searched before it",
+        ),
+        ({"space": {"pooling": {"choices": []}}}, "non-empty list"),
+    ],
+)
+def test_bad_config_fails_with_one_clear_line(raw, fragment):
+    with pytest.raises(ConfigError, match=fragment) as info:
+        build_config(raw)
+    message = str(info.value)
+    assert "\n" not in message and "but got" in message
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="existing file"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("study: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def test_fingerprint_ignores_size_and_places_but_not_the_experiment():
+    base = build_config({})
+    assert (
+        base.fingerprint()
+        == build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}}).fingerprint()
+    )
+    assert base.fingerprint() != build_config({"defaults": {"pooling": "avg"}}).fingerprint()

@@ -1,0 +1,103 @@
+"""``classify`` as a table: one row per outcome, plus precedence and status mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from spp_search.outcomes import EXPLOSION_FACTOR, Evidence, Outcome, classify, exploded
+
+TF = "tensorflow.python.framework.errors_impl."
+ROWS = [
+    ("ok", Evidence(), Outcome.OK),
+    ("pruned", Evidence(pruned=True), Outcome.PRUNED),
+    ("nan loss", Evidence(nonfinite_step=7, initial_loss=1.4), Outcome.DIVERGED_NAN),
+    ("explosion", Evidence(initial_loss=1.0, max_loss=EXPLOSION_FACTOR + 1), Outcome.DIVERGED_EXPLOSION),
+    ("loss at the limit", Evidence(initial_loss=1.0, max_loss=EXPLOSION_FACTOR), Outcome.OK),
+    (
+        "gpu oom",
+        Evidence(error_type=TF + "ResourceExhaustedError", error_message="OOM when allocating", device="gpu"),
+        Outcome.OOM_GPU,
+    ),
+    ("cpu oom", Evidence(error_type=TF + "ResourceExhaustedError", device="cpu"), Outcome.OOM_HOST),
+    ("memory error", Evidence(error_type="builtins.MemoryError"), Outcome.OOM_HOST),
+    ("over host budget", Evidence(over_host_budget=True, exit_code=-9, got_result=False), Outcome.OOM_HOST),
+    (
+        "shape",
+        Evidence(
+            error_type=TF + "InvalidArgumentError",
+            error_message="Input to reshape is a tensor with 12 values",
+        ),
+        Outcome.SHAPE_ERROR,
+    ),
+    (
+        "keras shape",
+        Evidence(
+            error_type="builtins.ValueError",
+            error_message="Input spatial dimensions must be statically known",
+        ),
+        Outcome.SHAPE_ERROR,
+    ),
+    ("our shape error", Evidence(error_type="spp_search.errors.ShapeError"), Outcome.SHAPE_ERROR),
+    ("data", Evidence(error_type="spp_search.errors.DataError", error_message="x.png"), Outcome.DATA_ERROR),
+    ("pil", Evidence(error_type="PIL.UnidentifiedImageError"), Outcome.DATA_ERROR),
+    ("timeout", Evidence(timed_out=True, got_result=False), Outcome.TIMEOUT),
+    ("sigsegv", Evidence(exit_code=-11, got_result=False), Outcome.CRASH),
+    ("sigfpe", Evidence(exit_code=-8, got_result=False), Outcome.CRASH),
+    ("exit 1", Evidence(exit_code=1, got_result=False), Outcome.CRASH),
+    ("unknown exception", Evidence(error_type="builtins.RuntimeError", error_message="boom"), Outcome.CRASH),
+    (
+        "check_numerics",
+        Evidence(
+            error_type=TF + "InvalidArgumentError", error_message="check_numerics: Tensor had NaN values"
+        ),
+        Outcome.DIVERGED_NAN,
+    ),
+    ("config", Evidence(error_type="spp_search.errors.ConfigError"), Outcome.CONFIG_ERROR),
+]
+
+
+@pytest.mark.parametrize(("evidence", "expected"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+def test_classify_table(evidence, expected):
+    assert classify(evidence) is expected
+
+
+def test_every_outcome_has_a_row():
+    assert {r[2] for r in ROWS} == set(Outcome)
+
+
+def test_precedence_timeout_beats_everything():
+    assert (
+        classify(Evidence(timed_out=True, over_host_budget=True, error_type="x.DataError")) is Outcome.TIMEOUT
+    )
+    assert classify(Evidence(over_host_budget=True, error_type="x.DataError")) is Outcome.OOM_HOST
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (Outcome.OK, "FINISHED"),
+        (Outcome.PRUNED, "KILLED"),
+        (Outcome.DIVERGED_NAN, "FAILED"),
+        (Outcome.CRASH, "FAILED"),
+        (Outcome.OOM_HOST, "FAILED"),
+    ],
+)
+def test_mlflow_status(outcome, status):
+    assert outcome.mlflow_status == status
+
+
+def test_outcome_families():
+    assert {o for o in Outcome if o.deterministic} == {
+        Outcome.OOM_GPU,
+        Outcome.OOM_HOST,
+        Outcome.SHAPE_ERROR,
+        Outcome.DATA_ERROR,
+    }
+    assert {o for o in Outcome if o.transient} == {Outcome.CRASH, Outcome.TIMEOUT}
+    assert not Outcome.OK.failed and not Outcome.PRUNED.failed and Outcome.DIVERGED_NAN.failed
+
+
+def test_exploded_ignores_missing_and_nonfinite():
+    assert not exploded(None, 100.0)
+    assert not exploded(1.0, float("inf"))
+    assert exploded(0.5, 5.01)

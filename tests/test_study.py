@@ -1,0 +1,125 @@
+"""A tiny study end to end through the CLI: Optuna storage, MLflow runs, resume, export, errors."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from spp_search.cli import main
+from spp_search.config import load_config
+from spp_search.factors import FACTORS
+from spp_search.testing import tiny_config
+
+pytestmark = pytest.mark.slow
+SEARCHED = {"levels", "pooling", "input_policy", "learning_rate"}
+
+
+def _write(tmp_path, raw, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
+def _runs(tmp_path, name="tiny"):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("spp_search.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("spp_search.role") == "trial"]
+    return client, parents, children
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """One 3-trial study, then a resume to 4: shared by the checks below (training is the cost)."""
+    tmp_path = tmp_path_factory.mktemp("study")
+    config = _write(tmp_path, tiny_config(tmp_path))
+    assert main(["--config", config, "--trials", "3"]) == 0
+    first = len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db").trials)
+    assert main(["run", "--config", config, "--trials", "4"]) == 0
+    return tmp_path, config, first
+
+
+def test_optuna_storage_holds_the_total(study_dir):
+    tmp_path, _, first = study_dir
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert first == 3 and len(study.trials) == 4
+    for t in study.trials:
+        assert t.state.is_finished() and t.user_attrs["outcome"] in ("ok", "pruned")
+        assert set(t.user_attrs["factors"]) == set(FACTORS)
+        assert len(t.intermediate_values) >= 1
+
+
+def test_mlflow_has_one_parent_and_a_child_per_trial(study_dir):
+    tmp_path, _, _ = study_dir
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_finished"] == 4
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "space.yaml"} <= artifacts
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert SEARCHED <= set(run.data.params) and set(FACTORS) <= set(run.data.params)
+        outcome = run.data.tags["outcome"]
+        assert run.info.status == {"ok": "FINISHED", "pruned": "KILLED"}[outcome]
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(len(history))) and history
+        assert {"loss", "val_loss", "epoch_time_s", "batch_loss", "grad_norm_max"} <= set(run.data.metrics)
+
+
+def test_export_best_writes_a_runnable_config_naming_every_factor(study_dir, tmp_path):
+    root, config, _ = study_dir
+    out = tmp_path / "best.yaml"
+    assert main(["export-best", "--config", config, "--out", str(out)]) == 0
+    best = yaml.safe_load(out.read_text())
+    assert set(best["defaults"]) == set(FACTORS) and best["space"] == {}
+    assert best["result"]["study"] == "tiny" and 0 <= best["result"]["val_accuracy"] <= 1
+    assert "storage" not in best["study"]
+    again = load_config(out)
+    assert again.defaults["levels"] == tuple(best["defaults"]["levels"])
+    json_out = tmp_path / "best.json"
+    assert main(["export-best", "--config", config, "--out", str(json_out)]) == 0 and json_out.is_file()
+
+
+def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
+    raw = tiny_config(tmp_path, name="diverge", trials=2, pruner="none")
+    raw["defaults"].update(learning_rate=50.0, optimizer="sgd")
+    raw["space"] = {"levels": {"choices": [[1, 2]]}}
+    assert main(["--config", _write(tmp_path, raw)]) == 0
+    study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    assert all(t.user_attrs["outcome"].startswith("diverged_") for t in study.trials)
+    _, _, children = _runs(tmp_path, "diverge")
+    assert [r.info.status for r in children] == ["FAILED", "FAILED"]
+    assert all("failed_step" in r.data.tags for r in children)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--trials", "0"], "`trials` must be at least 1"),
+        (["--device", "gpu"], "`device` must name a device"),
+        (["--data", "/no/such/dir"], "`data` must be an existing folder"),
+        (["export-best", "--out", "best.txt"], "`out` must end in one of"),
+        (["export-best", "--out", "b.yaml", "--study-name", "nope"], "`storage` must point at an existing"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, monkeypatch, capsys, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    config = _write(tmp_path, tiny_config(tmp_path))
+    code = main([*args, "--config", config])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and fragment in err and err.count("\n") == 0
+    assert not (tmp_path / "best.txt").exists() and not (tmp_path / "optuna.db").exists()
+
+
+def test_same_name_with_another_experiment_is_refused(study_dir, capsys):
+    tmp_path, _, _ = study_dir
+    raw = tiny_config(tmp_path)
+    raw["defaults"]["pooling"] = "avg"
+    raw["space"].pop("pooling")
+    assert main(["--config", _write(tmp_path, raw, "other.yaml")]) == 2
+    assert "new --study-name" in capsys.readouterr().err

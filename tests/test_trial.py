@@ -1,0 +1,83 @@
+"""One trial end to end, without Optuna or MLflow: ok, pruned, diverged, crash."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spp_search.factors import default_factors
+from spp_search.outcomes import Outcome
+from spp_search.trial import TrialSpec, Watch, run_trial
+
+DATA = {
+    "source": "synthetic",
+    "val_fraction": 0.25,
+    "split_seed": 0,
+    "synthetic": {"num_images": 48, "min_size": 16, "max_size": 32, "seed": 0},
+}
+
+
+class Recorder:
+    def __init__(self, prune_after: int | None = None) -> None:
+        self.epochs, self.prune_after = [], prune_after
+
+    def epoch_end(self, epoch, metrics):
+        self.epochs.append((epoch, metrics))
+        return self.prune_after is not None and epoch >= self.prune_after
+
+
+def _spec(**factors) -> TrialSpec:
+    f = {**default_factors(), "image_size": 24, "width": 4, "dense_units": 8, "batch_size": 8, **factors}
+    return TrialSpec(number=0, factors=f, data=DATA, epochs=2, seed=1, log_every=2)
+
+
+@pytest.mark.parametrize("policy", ["fixed", "multi_size", "variable_bucketed", "variable_padded"])
+def test_ok_trial_reports_every_epoch(policy):
+    reporter = Recorder()
+    result = run_trial(_spec(input_policy=policy), reporter)
+    assert result.outcome is Outcome.OK, result.traceback
+    assert [e for e, _ in reporter.epochs] == [0, 1]
+    assert set(reporter.epochs[0][1]) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s"}
+    assert result.value == reporter.epochs[-1][1]["val_accuracy"]
+    assert result.stats["steps"] == 10 and result.stats["traced_shapes"] >= 1
+    assert math.isfinite(result.stats["grad_norm_max"]) and result.stats["images_per_s"] > 0
+    assert result.steps[0][0] == 1 and result.error_type is None
+
+
+def test_pruned_trial_stops_after_the_reporters_verdict():
+    reporter = Recorder(prune_after=0)
+    result = run_trial(_spec(), reporter)
+    assert result.outcome is Outcome.PRUNED and len(reporter.epochs) == 1
+    assert result.value == reporter.epochs[0][1]["val_accuracy"]  # the last value it reached
+
+
+def test_huge_learning_rate_diverges_and_stops_at_that_step():
+    reporter = Recorder()
+    result = run_trial(_spec(learning_rate=50.0, optimizer="sgd"), reporter)
+    assert result.outcome.diverged, (result.outcome, result.steps)
+    assert result.failed_step is not None and result.stats["steps"] == result.failed_step
+    assert result.value is None
+
+
+def test_an_exception_ends_the_trial_with_its_type_and_traceback():
+    result = run_trial(_spec(input_policy="no_such_policy"), Recorder())
+    assert result.outcome is Outcome.CRASH
+    assert result.error_type == "builtins.ValueError" and "no_such_policy" in result.error_message
+    assert "Traceback" in result.traceback
+
+
+@pytest.mark.parametrize(
+    ("losses", "stop_at", "field"),
+    [
+        ([1.0, 2.0, float("nan")], 3, "nonfinite_step"),
+        ([1.0, 5.0, 10.5], 3, "exploded_step"),
+        ([1.0, 9.9, 0.5], None, None),
+    ],
+)
+def test_watch_stops_at_the_first_bad_step(losses, stop_at, field):
+    watch = Watch(log_every=1)
+    stops = [watch.on_step(loss, 1.0, 0.01) for loss in losses]
+    assert (stops.index(True) + 1 if True in stops else None) == stop_at
+    if field:
+        assert getattr(watch, field) == stop_at
