@@ -13,6 +13,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 from spp_search.cli import main  # noqa: E402
 

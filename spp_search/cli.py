@@ -48,6 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one"
     )
     run.add_argument("--data", help="image folder (one subfolder per class) instead of built-in data")
+    run.add_argument(
+        "--isolation",
+        choices=("process", "inline"),
+        help="process (default): each trial in a worker that may crash alone",
+    )
+    run.add_argument(
+        "--host-memory-budget", metavar="SIZE", help="e.g. 4GiB: a worker past it is killed, outcome oom_host"
+    )
+    run.add_argument(
+        "--gpu-memory-budget",
+        metavar="SIZE",
+        help="e.g. 2GiB: cap of the worker's GPU memory, outcome oom_gpu past it",
+    )
+    run.add_argument(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="a trial past it is stopped, outcome timeout (default 1800, 0 = off)",
+    )
+    run.add_argument("--max-retries", type=int, help="retries of a crashed or timed-out trial (default 2)")
     run.set_defaults(handler=cmd_run)
     export = sub.add_parser("export-best", help="write the best trial's complete config")
     _common(export)
@@ -63,12 +83,27 @@ def _config(args: argparse.Namespace, overrides: dict):
     return load_config(path, {"study.name": args.study_name, "study.storage": args.storage, **overrides})
 
 
+def make_runner(config, device: str):
+    """The trial runner the config asks for: a budgeted worker process, or inline."""
+    from spp_search.config import parse_bytes
+    from spp_search.isolation import Budgets, InlineRunner, ProcessRunner
+
+    s = config.study
+    if s.isolation == "inline":
+        return InlineRunner()
+    budgets = Budgets(
+        host_memory_bytes=parse_bytes("host_memory_budget", s.host_memory_budget),
+        gpu_memory_bytes=parse_bytes("gpu_memory_budget", s.gpu_memory_budget),
+        trial_timeout_s=s.trial_timeout or None,
+    )
+    return ProcessRunner(device, budgets)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from spp_search.devices import resolve_device
     from spp_search.engines.optuna_engine import run_study
-    from spp_search.isolation import InlineRunner
 
     config = _config(
         args,
@@ -79,10 +114,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             "study.epochs": args.epochs,
             "study.device": args.device,
             "data.source": args.data,
+            "study.isolation": args.isolation,
+            "study.host_memory_budget": args.host_memory_budget,
+            "study.gpu_memory_budget": args.gpu_memory_budget,
+            "study.trial_timeout": args.trial_timeout,
+            "study.max_retries": args.max_retries,
         },
     )
     device = resolve_device(config.study.device)
-    runner = InlineRunner()
+    runner = make_runner(config, device)
     try:
         run_study(config, runner, device, Console())
     finally:
@@ -109,9 +149,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _quiet_libraries() -> None:
     """Keep the console for trial outcomes: MLflow and Optuna log INFO lines otherwise."""
     import logging
+    import os
 
-    for name in ("mlflow", "alembic", "optuna"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    logging.getLogger("optuna").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

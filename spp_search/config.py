@@ -27,9 +27,26 @@ from spp_search.factors import check_factor, default_factors
 from spp_search.space import SearchSpace
 
 SAMPLERS = ("tpe", "random")
+ISOLATIONS = ("process", "inline")
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 PRUNERS = ("median", "none")
 DEVICES = ("auto", "cpu", "gpu")
 SECTIONS = ("study", "data", "defaults", "space", "result")
+
+
+def parse_bytes(name: str, text: str) -> int | None:
+    """``"4GiB"`` -> 4294967296; ``"none"`` -> None. Units: B, KB, MB, GB, KiB, MiB, GiB."""
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    number = text.strip().rstrip("bBiIkKmMgG")
+    unit = text.strip()[len(number) :].lower()
+    try:
+        value = float(number) * UNITS[unit]
+    except (ValueError, KeyError):
+        value = -1
+    if value <= 0:
+        raise ConfigError(must(name, "be a size like 4GiB or 512MiB, or none", text, "Fix the value."))
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -45,9 +62,30 @@ class StudySettings:
     storage: str = "sqlite:///optuna.db"
     tracking_uri: str = "sqlite:///mlflow.db"
     device: str = "auto"
+    isolation: str = "process"
+    host_memory_budget: str = "none"
+    gpu_memory_budget: str = "none"
+    trial_timeout: float = 1800.0
+    max_retries: int = 2
+    failure_feedback: bool = True
 
     def __post_init__(self) -> None:
-        for name, options in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("device", DEVICES)):
+        parse_bytes("host_memory_budget", self.host_memory_budget)
+        parse_bytes("gpu_memory_budget", self.gpu_memory_budget)
+        if self.trial_timeout < 0 or self.max_retries < 0:
+            bad = "trial_timeout" if self.trial_timeout < 0 else "max_retries"
+            raise ConfigError(must(bad, "be >= 0 (0 = off)", getattr(self, bad), "E.g. 1800 and 2."))
+        if self.isolation == "inline" and self.host_memory_budget != "none":
+            raise ConfigError(
+                must(
+                    "host_memory_budget",
+                    "be none with isolation inline",
+                    self.host_memory_budget,
+                    "Use --isolation process to enforce it.",
+                )
+            )
+        checks = (("sampler", SAMPLERS), ("pruner", PRUNERS), ("device", DEVICES), ("isolation", ISOLATIONS))
+        for name, options in checks:
             if getattr(self, name) not in options:
                 raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
         for name in ("trials", "epochs"):
@@ -107,7 +145,18 @@ class StudyConfig:
     def fingerprint(self) -> str:
         """Hash of what defines the experiment (not its size, name, storage or device)."""
         d = self.to_dict()
-        for key in ("trials", "name", "storage", "tracking_uri", "device"):
+        for key in (
+            "trials",
+            "name",
+            "storage",
+            "tracking_uri",
+            "device",
+            "isolation",
+            "host_memory_budget",
+            "gpu_memory_budget",
+            "trial_timeout",
+            "max_retries",
+        ):
             d["study"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

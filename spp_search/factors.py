@@ -15,6 +15,7 @@ from spp_search.layers import POOLINGS, validate_levels
 from spp_search.preprocessing import INPUT_POLICIES, PAPER_RATIO, PREPROCESSING, VALUE_SCALINGS
 
 OPTIMIZERS = ("adam", "sgd")
+FAULTS = ("none", "raise", "allocate", "hang", "sigkill", "sigsegv", "sigfpe")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ FACTORS: dict[str, Factor] = {
     "width": Factor(16, "filters of the first conv; x2, x4 after", number(int, 1, 512)),
     "dense_units": Factor(64, "hidden units of the head", number(int, 1, 8192)),
     "jit_compile": Factor(False, "XLA is 2-3x slower on these CPUs", flag),
+    "fault": Factor("none", "testing aid: fail on purpose (trial.inject_fault)", one_of(FAULTS)),
 }
 
 

@@ -57,3 +57,36 @@ def tiny_config(tmp_path, **study) -> dict:
             "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
         },
     }
+
+
+def run_enqueued(tmp_path, name: str, trials: list[dict], **study) -> tuple:
+    """Run the CLI on a tiny study whose trials are exactly ``trials`` (factor overrides), in order.
+
+    The space searches the overridden factors over the values given, and the trials are enqueued
+    before the run, so the sampler cannot reorder them. Returns (exit code, optuna study, MLflow
+    child runs sorted by trial number, MLflow client).
+    """
+    import optuna
+    import yaml
+    from mlflow import MlflowClient
+
+    from spp_search.cli import main
+    from spp_search.factors import param_text
+
+    raw = tiny_config(tmp_path, name=name, trials=len(trials), **study)
+    keys = list(dict.fromkeys(k for t in trials for k in t))
+    raw["space"] = {
+        k: {"choices": list({param_text(t[k]): t[k] for t in trials if k in t}.values())} for k in keys
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    storage = raw["study"]["storage"]
+    created = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for t in trials:
+        created.enqueue_trial({k: param_text(v) for k, v in t.items()})
+    code = main(["--config", str(path)])
+    client = MlflowClient(raw["study"]["tracking_uri"])
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], "tags.`spp_search.role` = 'trial'")
+    runs.sort(key=lambda r: int(r.data.tags["spp_search.trial_number"]))
+    return code, optuna.load_study(study_name=name, storage=storage), runs, client

@@ -11,7 +11,9 @@ the engine owns the Optuna trial, the trial code only asks.
 from __future__ import annotations
 
 import math
+import os
 import resource
+import signal
 import time
 import traceback
 import warnings
@@ -116,7 +118,31 @@ class Watch:
         return self.nonfinite_step is not None or self.exploded_step is not None
 
 
-def _callback(watch: Watch, reporter: Reporter, batch_size: int):
+FAULT_STEP = 2
+
+
+def inject_fault(fault: str) -> None:
+    """The ``fault`` factor: fail on purpose at training step ``FAULT_STEP``, to check isolation.
+
+    ``allocate`` grows memory 256 MiB at a time (touched, so resident) up to 4 GiB, then raises
+    ``MemoryError``; a host budget stops it first. ``hang`` sleeps for a day. ``sigkill``,
+    ``sigsegv`` and ``sigfpe`` signal this process. ``raise`` raises ``RuntimeError``.
+    """
+    if fault == "allocate":
+        hoard = []
+        for _ in range(16):
+            hoard.append(np.ones(2**25, dtype=np.float64))
+            time.sleep(0.02)
+        raise MemoryError(f"injected fault: allocated {len(hoard) * 256} MiB")
+    if fault == "hang":
+        time.sleep(86400)
+    if fault in ("sigkill", "sigsegv", "sigfpe"):
+        os.kill(os.getpid(), getattr(signal, fault.upper()))
+    if fault == "raise":
+        raise RuntimeError("injected fault")
+
+
+def _callback(watch: Watch, reporter: Reporter, fault: str):
     import keras
 
     class StabilityCallback(keras.callbacks.Callback):
@@ -130,6 +156,8 @@ def _callback(watch: Watch, reporter: Reporter, batch_size: int):
             self.step_start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            if watch.step + 1 == FAULT_STEP and fault != "none":
+                inject_fault(fault)
             loss, norm = float(logs["batch_loss"]), float(logs["grad_norm"])
             if watch.on_step(loss, norm, time.perf_counter() - self.step_start):
                 self.model.stop_training = True
@@ -149,7 +177,7 @@ def _callback(watch: Watch, reporter: Reporter, batch_size: int):
     return callback
 
 
-def _stats(watch: Watch, model, batch_size: int, train_time: float) -> dict[str, float]:
+def _stats(watch: Watch, model, batch_size: int, train_time: float, device: str) -> dict[str, float]:
     norms = np.array([g for g in watch.grad_norms if math.isfinite(g)] or [math.nan])
     steps = np.array(watch.step_times[1:] or watch.step_times or [math.nan])
     stats = {
@@ -160,8 +188,13 @@ def _stats(watch: Watch, model, batch_size: int, train_time: float) -> dict[str,
         "grad_norm_max": float(norms.max()),
         "grad_norm_p95": float(np.percentile(norms, 95)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "traced_shapes": float(len(getattr(model, "traced_shapes", ()))),
+        "traces": float(len(getattr(model, "traced_shapes", ()))),
+        "traced_shapes": float(len(set(getattr(model, "traced_shapes", ())))),
     }
+    if device == "gpu":
+        import tensorflow as tf
+
+        stats["peak_gpu_mb"] = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     if watch.initial_loss:
         stats["max_loss_ratio"] = (watch.max_loss or watch.initial_loss) / watch.initial_loss
     if watch.nonfinite_step is not None:
@@ -177,6 +210,10 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
 
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(spec.seed)
+    if spec.device == "gpu":
+        import tensorflow as tf
+
+        tf.config.experimental.reset_memory_stats("GPU:0")
     train, val = load_trial_data(spec.data)
     f = spec.factors
     pipes = build_pipelines(train, val, f, seed=spec.seed)
@@ -187,7 +224,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
         metrics=["accuracy"],
         jit_compile=bool(f.get("jit_compile", False)),
     )
-    callback = _callback(watch, reporter, int(f["batch_size"]))
+    callback = _callback(watch, reporter, f.get("fault", "none"))
     start = time.perf_counter()
     # A bucketed validation set has unknown cardinality; running out of it is how it ends.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -227,7 +264,7 @@ def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
         value=history[-1]["val_accuracy"] if history and not failed else None,
         epochs=history,
         steps=watch.losses,
-        stats=_stats(watch, model, int(spec.factors["batch_size"]), train_time),
+        stats=_stats(watch, model, int(spec.factors["batch_size"]), train_time, spec.device),
         error_type=evidence.error_type,
         error_message=evidence.error_message,
         traceback="".join(traceback.format_exception(error)) if error else None,

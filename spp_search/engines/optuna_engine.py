@@ -6,7 +6,15 @@ How outcomes reach Optuna (and so the sampler):
 * ``pruned``: PRUNED (the pruner's decision, at the last reported epoch).
 * ``diverged_*``: PRUNED at the epoch it diverged, with value 0.0 reported there: a diverged
   model's accuracy counts as zero, so TPE ranks it below every trained trial of that length.
-* any other failure: FAIL, with ``outcome``, ``error_type`` and ``error_message`` user attrs.
+* deterministic failures (``oom_*``, ``shape_error``, ``data_error``): PRUNED with the constraint
+  ``deterministic_failure = 1`` (infeasible), so TPE puts their region among the bad ones.
+  Optuna's stock behaviour is a plain FAIL, which its samplers ignore and so propose again.
+* ``crash`` and ``timeout``: FAIL, and the configuration is enqueued again up to ``max_retries``
+  times (the retried attempts are recorded but do not count toward the total).
+* ``config_error``: FAIL, and the study stops with the message.
+
+Every trial carries ``outcome``, ``factors``, ``mlflow_run_id`` and, for failures, ``error_type``,
+``error_message``, ``failed_epoch`` and ``failed_step`` user attrs.
 
 ``study.trials`` is the study's total: trials already finished in the storage count, except ones
 interrupted by the user, whose configuration is enqueued to run again.
@@ -34,6 +42,7 @@ from spp_search.trial import TrialResult, TrialSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"
+RETRIED = "retried"
 
 
 def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
@@ -75,11 +84,11 @@ def open_study(config: StudyConfig) -> optuna.Study:
 
 
 def counted(study: optuna.Study) -> int:
-    """Trials that count toward the total: finished ones, except user interruptions."""
+    """Trials that count toward the total: finished ones, except interrupted and retried ones."""
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=FINISHED)
-        if t.user_attrs.get("outcome") != INTERRUPTED
+        if t.user_attrs.get("outcome") != INTERRUPTED and not t.user_attrs.get(RETRIED)
     )
 
 
@@ -108,23 +117,48 @@ class OptunaReporter:
 
 
 def tell(
-    study: optuna.Study, trial: optuna.Trial, result: TrialResult, reporter: OptunaReporter
+    study: optuna.Study,
+    trial: optuna.Trial,
+    result: TrialResult,
+    reporter: OptunaReporter,
+    feedback: bool = True,
 ) -> optuna.trial.FrozenTrial:
-    """Record ``result`` in Optuna (see the module docstring for the mapping)."""
+    """Record ``result`` in Optuna (see the module docstring for the mapping).
+
+    With ``feedback`` off, every failure is a plain FAIL (Optuna's stock behaviour, which its
+    samplers ignore); kept for measuring what the feedback buys.
+    """
     trial.set_user_attr("outcome", result.outcome.value)
-    if result.error_type:
-        trial.set_user_attr("error_type", result.error_type)
+    for key in ("error_type", "failed_epoch", "failed_step"):
+        if getattr(result, key) is not None:
+            trial.set_user_attr(key, getattr(result, key))
+    if result.error_message:
         trial.set_user_attr("error_message", redact(result.error_message[:500]))
     if result.outcome is Outcome.OK:
         return study.tell(trial, result.value)
     if result.outcome is Outcome.PRUNED:
         return study.tell(trial, state=TrialState.PRUNED)
-    if result.outcome.diverged:
+    if feedback and result.outcome.diverged:
         epoch = result.failed_epoch or 0
         if epoch not in reporter.reported:
             trial.report(0.0, epoch)
         return study.tell(trial, state=TrialState.PRUNED)
+    if feedback and result.outcome.deterministic:
+        trial.set_constraint("deterministic_failure", 1.0)
+        return study.tell(trial, state=TrialState.PRUNED)
     return study.tell(trial, state=TrialState.FAIL)
+
+
+def wants_retry(trial: optuna.Trial, result: TrialResult, max_retries: int) -> bool:
+    """A crash or timeout is retried while its attempt number is at most ``max_retries``."""
+    return result.outcome.transient and int(trial.user_attrs.get("attempt", 1)) <= max_retries
+
+
+def enqueue_retry(study: optuna.Study, trial: optuna.Trial) -> None:
+    attempt = int(trial.user_attrs.get("attempt", 1)) + 1
+    study.enqueue_trial(
+        trial.params, user_attrs={"attempt": attempt, "retry_of": trial.number}, skip_if_exists=False
+    )
 
 
 @dataclass
@@ -221,8 +255,14 @@ def run_one(study, config, runner, tracker, device, progress, names) -> None:
         study.enqueue_trial(trial.params, skip_if_exists=False)
         tracker.kill_trial(run_id, INTERRUPTED)
         raise
-    frozen = tell(study, trial, result, reporter)
-    tracker.end_trial(run_id, result, {"optuna_state": frozen.state.name})
+    retried = wants_retry(trial, result, config.study.max_retries)
+    if retried:
+        trial.set_user_attr(RETRIED, True)  # recorded, but not counted toward the total
+    frozen = tell(study, trial, result, reporter, config.study.failure_feedback)
+    if retried:
+        enqueue_retry(study, trial)
+    tags = {"optuna_state": frozen.state.name, "attempt": str(trial.user_attrs.get("attempt", 1))}
+    tracker.end_trial(run_id, result, {**tags, RETRIED: str(retried).lower()})
     progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, names))
     if result.outcome is Outcome.CONFIG_ERROR:
         raise ConfigError(result.error_message)

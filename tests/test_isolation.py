@@ -1,0 +1,74 @@
+"""Fault injection through the whole engine: each failure is isolated, classified and recorded.
+
+Every test runs a failing trial then a healthy one in worker processes and checks: the outcome,
+the Optuna state and constraint, the MLflow status and tags, and that the next trial ran.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from spp_search.testing import run_enqueued
+
+pytestmark = pytest.mark.slow
+
+
+def _check(runs, study, outcome, state, status, infeasible):
+    first, last = study.trials[0], study.trials[-1]
+    assert first.user_attrs["outcome"] == outcome and first.state.name == state
+    assert bool(first.constraints) == infeasible
+    assert runs[0].info.status == status and runs[0].data.tags["outcome"] == outcome
+    assert last.user_attrs["outcome"] == "ok" and runs[-1].info.status == "FINISHED"
+
+
+def test_allocation_past_the_host_budget_is_oom_host(tmp_path):
+    code, study, runs, _ = run_enqueued(
+        tmp_path, "oom", [{"fault": "allocate"}, {"fault": "none"}], host_memory_budget="1500MiB"
+    )
+    assert code == 0
+    _check(runs, study, "oom_host", "PRUNED", "FAILED", infeasible=True)
+    assert "host memory budget" in study.trials[0].user_attrs["error_message"]
+    assert runs[0].data.metrics["peak_rss_mb"] > 1400
+
+
+@pytest.mark.parametrize("fault", ["sigkill", "sigfpe"])
+def test_a_signal_is_a_crash_retried_then_recorded(tmp_path, fault):
+    code, study, runs, _ = run_enqueued(tmp_path, fault, [{"fault": fault}, {"fault": "none"}], max_retries=1)
+    assert code == 0
+    states = [
+        (t.user_attrs["outcome"], t.state.name, t.user_attrs.get("retried", False)) for t in study.trials
+    ]
+    # trial 0 crashes and is retried once (trial 2, attempt 2, counted); trial 1 is the healthy one
+    assert states[0] == ("crash", "FAIL", True) and states[1][0] == "ok"
+    assert states[2] == ("crash", "FAIL", False) and study.trials[2].user_attrs["attempt"] == 2
+    assert "signal" in study.trials[0].user_attrs["error_message"]
+    assert runs[0].info.status == "FAILED" and runs[0].data.tags["retried"] == "true"
+    assert len(study.trials) == 3  # the total (2) counts the final attempt, not the retried one
+
+
+def test_a_hang_past_the_timeout_is_a_timeout(tmp_path):
+    code, study, runs, _ = run_enqueued(
+        tmp_path, "hang", [{"fault": "hang"}, {"fault": "none"}], trial_timeout=25.0, max_retries=0
+    )
+    assert code == 0
+    _check(runs, study, "timeout", "FAIL", "FAILED", infeasible=False)
+    assert runs[0].data.tags["failed_epoch"] == "0"
+
+
+def test_a_python_exception_in_a_worker_keeps_the_worker(tmp_path):
+    code, study, runs, _ = run_enqueued(
+        tmp_path, "raise", [{"fault": "raise"}, {"fault": "none"}], max_retries=0
+    )
+    assert code == 0
+    _check(runs, study, "crash", "FAIL", "FAILED", infeasible=False)
+    assert study.trials[0].user_attrs["error_type"] == "builtins.RuntimeError"
+    client = runs[0]
+    assert client.data.tags["error_message"] == "injected fault"
+
+
+def test_inline_isolation_runs_the_same_trials(tmp_path):
+    code, study, runs, _ = run_enqueued(
+        tmp_path, "inline", [{"fault": "raise"}, {"fault": "none"}], isolation="inline", max_retries=0
+    )
+    assert code == 0
+    _check(runs, study, "crash", "FAIL", "FAILED", infeasible=False)
