@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from spp_search.corruption import CorruptionSpec
 from spp_search.data import SyntheticSpec, class_folders
 from spp_search.errors import ConfigError, must
 from spp_search.factors import check_factor, default_factors
@@ -104,7 +105,10 @@ class DataSettings:
     source: str = "synthetic"
     val_fraction: float = 0.25
     split_seed: int = 0
+    bands: int = 3
+    cache_dir: str = ".spp_cache"
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
@@ -112,18 +116,9 @@ class DataSettings:
         if self.source != "synthetic":
             class_folders(Path(self.source))  # fails now, not in the first trial
 
-    @property
-    def bands(self) -> int | None:
-        return self.synthetic.bands if self.source == "synthetic" else None
-
     def for_trial(self) -> dict:
         """The plain dict a trial process needs to load the data."""
-        return {
-            "source": self.source,
-            "val_fraction": self.val_fraction,
-            "split_seed": self.split_seed,
-            "synthetic": dataclasses.asdict(self.synthetic),
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

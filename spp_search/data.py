@@ -12,8 +12,10 @@ silently swaps target and distractor: the damage shows up as lost accuracy, not 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +29,47 @@ MAX_PIXELS = 4096 * 4096
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images (``uint8``, ``H x W x bands``, sizes vary) with integer labels and class names."""
+    """Images (``uint8``, ``H x W x bands``, sizes and band counts vary) with labels.
 
-    images: list[np.ndarray]
+    Per image it also keeps a ``name`` (file path, or ``synthetic/<i>``) for error messages, the
+    channel ``order`` its source declares (``rgb`` or ``bgr``), and, for a file that could not be
+    decoded, ``None`` in ``images`` with the reason in ``errors``. What to do about unreadable
+    files, wrong band counts and orders is the channel policy's decision (``channels.py``).
+    """
+
+    images: list[np.ndarray | None]
     labels: np.ndarray
     class_names: tuple[str, ...]
+    names: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        object.__setattr__(self, "names", self.names or [f"synthetic/{i}" for i in range(n)])
+        object.__setattr__(self, "orders", self.orders or ["rgb"] * n)
+        object.__setattr__(self, "errors", self.errors or [None] * n)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index: np.ndarray) -> ImageSet:
-        return ImageSet([self.images[i] for i in index], self.labels[index], self.class_names)
+    def subset(self, index) -> ImageSet:
+        pick = lambda values: [values[i] for i in index]  # noqa: E731
+        return ImageSet(
+            pick(self.images),
+            self.labels[np.asarray(index, dtype=np.int64)],
+            self.class_names,
+            pick(self.names),
+            pick(self.orders),
+            pick(self.errors),
+        )
+
+    def replace_images(self, images: list[np.ndarray | None], **changes) -> ImageSet:
+        return dataclasses.replace(self, images=images, **changes)
 
     def sizes(self) -> np.ndarray:
-        """``(N, 2)`` array of (height, width)."""
-        return np.array([im.shape[:2] for im in self.images], dtype=np.int64)
+        """``(N, 2)`` array of (height, width) of the readable images."""
+        return np.array([im.shape[:2] for im in self.images if im is not None], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,7 @@ def make_synthetic(spec: SyntheticSpec) -> ImageSet:
     rng = np.random.default_rng(spec.seed)
     labels = rng.permutation(np.arange(spec.num_images) % spec.num_classes)
     images = [_one_image(rng, int(label), spec) for label in labels]
-    names = tuple(f"cell_{i}" for i in range(spec.num_classes))
+    names = tuple(f"cell_{i:02d}" for i in range(spec.num_classes))
     return ImageSet(images, labels.astype(np.int32), names)
 
 
@@ -154,23 +182,64 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def load_folder(root: Path) -> ImageSet:
-    """Read every image under ``root/<class>/``; classes are the sorted subfolder names."""
-    images, labels = [], []
+    """Read every image under ``root/<class>/``; classes are the sorted subfolder names.
+
+    Files that cannot be decoded are kept as ``None`` with their error (the channel policy
+    decides). An optional ``root/channel_order.json`` maps relative paths to ``"bgr"`` for files
+    stored in BGR order (as written by OpenCV, or declared by a product header).
+    """
+    sidecar = root / "channel_order.json"
+    declared = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    images, labels, names, orders, errors = [], [], [], [], []
     folders = class_folders(root)
     for label, folder in enumerate(folders):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in files:
-            images.append(read_image(path))
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            relative = path.relative_to(root).as_posix()
+            try:
+                images.append(read_image(path))
+                errors.append(None)
+            except DataError as exc:
+                images.append(None)
+                errors.append(str(exc))
             labels.append(label)
+            names.append(str(path))
+            orders.append(declared.get(relative, "rgb"))
     if len(images) < 2 * len(folders):
         raise DataError(f"{root}: found {len(images)} images; need at least two per class.")
-    return ImageSet(images, np.array(labels, dtype=np.int32), tuple(f.name for f in folders))
+    return ImageSet(
+        images, np.array(labels, dtype=np.int32), tuple(f.name for f in folders), names, orders, errors
+    )
+
+
+def write_folder(data: ImageSet, root: Path) -> None:
+    """Write ``data`` as PNG files under ``root/<class>/`` (with ``channel_order.json``).
+
+    Images with 1, 2, 3 or 4 bands are stored as L, LA, RGB, RGBA. Unreadable entries become
+    truncated PNG files, so a reader meets a real decoding error.
+    """
+    from PIL import Image
+
+    declared = {}
+    for i, (image, label) in enumerate(zip(data.images, data.labels, strict=True)):
+        path = root / data.class_names[label] / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if image is None:
+            path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+            continue
+        if image.dtype == np.uint16:
+            Image.fromarray(image[..., 0]).save(path)
+        else:
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        if data.orders[i] != "rgb":
+            declared[path.relative_to(root).as_posix()] = data.orders[i]
+    (root / "channel_order.json").write_text(json.dumps(declared, indent=0))
 
 
 def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """A seeded train/validation split, stratified by class so both hold every class."""
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    train: list[int] = []
+    val: list[int] = []
     for label in np.unique(data.labels):
         index = rng.permutation(np.flatnonzero(data.labels == label))
         cut = max(1, round(len(index) * val_fraction))

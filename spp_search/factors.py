@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from spp_search.channels import CHANNEL_ORDERS, CHANNEL_POLICIES
 from spp_search.errors import ConfigError, must
 from spp_search.layers import POOLINGS, validate_levels
+from spp_search.models import HEADS, INPUT_SHAPES
 from spp_search.preprocessing import INPUT_POLICIES, PAPER_RATIO, PREPROCESSING, VALUE_SCALINGS
+from spp_search.variants import SPP_IMPLS
 
 OPTIMIZERS = ("adam", "sgd")
 FAULTS = ("none", "raise", "allocate", "hang", "sigkill", "sigsegv", "sigfpe")
@@ -83,6 +86,11 @@ FACTORS: dict[str, Factor] = {
     "width": Factor(16, "filters of the first conv; x2, x4 after", number(int, 1, 512)),
     "dense_units": Factor(64, "hidden units of the head", number(int, 1, 8192)),
     "jit_compile": Factor(False, "XLA is 2-3x slower on these CPUs", flag),
+    "spp_impl": Factor("floor_ceil", "ours: Appendix A bins, any size", one_of(SPP_IMPLS)),
+    "head": Factor("spp", "spp, or flatten (needs a fixed size)", one_of(HEADS)),
+    "input_shape": Factor("auto", "explicit for fixed sizes, None otherwise", one_of(INPUT_SHAPES)),
+    "channel_policy": Factor("strict", "bad bands are errors, not silent", one_of(CHANNEL_POLICIES)),
+    "channel_order": Factor("as_is", "what most pipelines do", one_of(CHANNEL_ORDERS)),
     "fault": Factor("none", "testing aid: fail on purpose (trial.inject_fault)", one_of(FAULTS)),
 }
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from spp_search.layers import SpatialPyramidPooling2D
+from spp_search.variants import spp_head
+
+HEADS = ("spp", "flatten")
+INPUT_SHAPES = ("auto", "explicit", "none")
 
 
 class StabilityModel(keras.Model):
@@ -60,29 +63,44 @@ def build_model(
     input_size: tuple[int, int] | None = None,
     width: int = 16,
     dense_units: int = 64,
+    spp_impl: str = "floor_ceil",
+    head: str = "spp",
 ) -> StabilityModel:
-    """Backbone + SPP + dense head. ``input_size=None`` gives a ``(None, None, bands)`` input."""
+    """Backbone + SPP (or Flatten) + dense head. ``input_size=None``: a ``(None, None, bands)`` input."""
     height, width_px = input_size if input_size is not None else (None, None)
     inputs = keras.Input((height, width_px, bands), name="image")
     features = backbone(inputs, width)
-    pooled = SpatialPyramidPooling2D(levels, pooling, name="spp")(features)
+    if head == "flatten":
+        pooled = keras.layers.Flatten(name="flatten")(features)
+    else:
+        pooled = spp_head(features, spp_impl, levels, pooling)
     hidden = keras.layers.Dense(dense_units, activation="relu", name="hidden")(pooled)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes", dtype="float32")(hidden)
     return StabilityModel(inputs, outputs, name="spp_net")
 
 
+def model_input_size(factors: dict, policy_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The model's declared input size: the ``input_shape`` factor, or the policy's (``auto``)."""
+    choice = factors.get("input_shape", "auto")
+    if choice == "explicit":
+        return (int(factors["image_size"]),) * 2
+    return None if choice == "none" else policy_size
+
+
 def build_trial_model(
     factors: dict, bands: int, num_classes: int, input_size: tuple[int, int] | None
 ) -> StabilityModel:
-    """The model for a trial's factors (``levels``, ``pooling``, ``width``, ...)."""
+    """The model for a trial's factors (``levels``, ``pooling``, ``spp_impl``, ``head``, ...)."""
     return build_model(
         bands=bands,
         num_classes=num_classes,
         levels=tuple(factors["levels"]),
         pooling=factors["pooling"],
-        input_size=input_size,
+        input_size=model_input_size(factors, input_size),
         width=int(factors.get("width", 16)),
         dense_units=int(factors.get("dense_units", 64)),
+        spp_impl=factors.get("spp_impl", "floor_ceil"),
+        head=factors.get("head", "spp"),
     )
 
 

@@ -85,7 +85,8 @@ class Evidence:
 
 _OOM = re.compile(r"\bOOM\b|out of memory|ResourceExhausted|failed to allocate", re.I)
 _SHAPE = re.compile(
-    r"shape|dimension|rank|spatial|Incompatible|ConcatOp|Matrix size|reshape|expected axis", re.I
+    r"shape|dimension|rank|spatial|Incompatible|ConcatOp|Matrix size|reshape|expected axis|Stride must",
+    re.I,
 )
 _NONFINITE = re.compile(r"\b(NaN|Inf)\b|non-finite", re.I)
 

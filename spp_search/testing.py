@@ -59,7 +59,7 @@ def tiny_config(tmp_path, **study) -> dict:
     }
 
 
-def run_enqueued(tmp_path, name: str, trials: list[dict], **study) -> tuple:
+def run_enqueued(tmp_path, name: str, trials: list[dict], data: dict | None = None, **study) -> tuple:
     """Run the CLI on a tiny study whose trials are exactly ``trials`` (factor overrides), in order.
 
     The space searches the overridden factors over the values given, and the trials are enqueued
@@ -74,6 +74,7 @@ def run_enqueued(tmp_path, name: str, trials: list[dict], **study) -> tuple:
     from spp_search.factors import param_text
 
     raw = tiny_config(tmp_path, name=name, trials=len(trials), **study)
+    raw["data"].update(data or {}, cache_dir=str(tmp_path / "cache"))
     keys = list(dict.fromkeys(k for t in trials for k in t))
     raw["space"] = {
         k: {"choices": list({param_text(t[k]): t[k] for t in trials if k in t}.values())} for k in keys

@@ -63,20 +63,40 @@ class Reporter(Protocol):
 
 
 @lru_cache(maxsize=4)
-def _load(source: str, synthetic: tuple, val_fraction: float, seed: int):
+def _load(source: str, synthetic: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str):
     from spp_search import data
+    from spp_search.corruption import CorruptionSpec, corrupt, through_files
 
-    if source == "synthetic":
-        images = data.make_synthetic(data.SyntheticSpec(**dict(synthetic)))
-    else:
-        images = data.load_folder(Path(source))
+    spec = data.SyntheticSpec(**dict(synthetic))
+    images = data.make_synthetic(spec) if source == "synthetic" else data.load_folder(Path(source))
+    damage = CorruptionSpec(**dict(corruption))
+    if damage.active:
+        images = corrupt(images, damage, spec.max_size)
+        if damage.needs_files:
+            images = through_files(images, damage, Path(cache))
     return data.split(images, val_fraction, seed)
 
 
 def load_trial_data(data_cfg: dict):
-    """Train/val :class:`~spp_search.data.ImageSet` for a data config; cached per process."""
-    synthetic = tuple(sorted(data_cfg.get("synthetic", {}).items()))
-    return _load(data_cfg["source"], synthetic, data_cfg["val_fraction"], data_cfg["split_seed"])
+    """Train/val :class:`~spp_search.data.ImageSet` (corrupted as configured); cached per process."""
+    items = lambda key: tuple(sorted(data_cfg.get(key, {}).items()))  # noqa: E731
+    return _load(
+        data_cfg["source"],
+        items("synthetic"),
+        items("corruption"),
+        data_cfg["val_fraction"],
+        data_cfg["split_seed"],
+        data_cfg.get("cache_dir", ".spp_cache"),
+    )
+
+
+def trial_data(data_cfg: dict, factors: dict):
+    """The trial's train/val sets after its channel policy and order (``channels.conform``)."""
+    from spp_search.channels import conform
+
+    bands = data_cfg["synthetic"]["bands"] if data_cfg["source"] == "synthetic" else data_cfg["bands"]
+    policy, order = factors.get("channel_policy", "strict"), factors.get("channel_order", "as_is")
+    return tuple(conform(part, bands, policy, order) for part in load_trial_data(data_cfg))
 
 
 @dataclass
@@ -214,7 +234,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
         import tensorflow as tf
 
         tf.config.experimental.reset_memory_stats("GPU:0")
-    train, val = load_trial_data(spec.data)
+    train, val = trial_data(spec.data, spec.factors)
     f = spec.factors
     pipes = build_pipelines(train, val, f, seed=spec.seed)
     model = build_trial_model(f, train.images[0].shape[-1], len(train.class_names), pipes.input_size)

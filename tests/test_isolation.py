@@ -72,3 +72,33 @@ def test_inline_isolation_runs_the_same_trials(tmp_path):
     )
     assert code == 0
     _check(runs, study, "crash", "FAIL", "FAILED", infeasible=False)
+
+
+def test_natural_failures_are_classified_and_avoided(tmp_path):
+    """A corrupt PNG under strict, a Flatten head on variable sizes, Keras' adaptive pooling on a
+    1x1 map: deterministic failures, recorded as infeasible; the healthy trial still runs."""
+    base = {
+        "channel_policy": "pad_missing",
+        "head": "spp",
+        "input_policy": "fixed",
+        "spp_impl": "floor_ceil",
+        "image_size": 24,
+    }
+    trials = [
+        {**base, "channel_policy": "strict"},
+        {**base, "head": "flatten", "input_policy": "variable_padded"},
+        {**base, "spp_impl": "keras_adaptive", "image_size": 4},
+        base,
+    ]
+    code, study, runs, client = run_enqueued(
+        tmp_path, "natural", trials, data={"corruption": {"unreadable": 0.05}}
+    )
+    assert code == 0
+    outcomes = [t.user_attrs["outcome"] for t in study.trials]
+    assert outcomes == ["data_error", "shape_error", "shape_error", "ok"]
+    for t, run in zip(study.trials[:3], runs[:3], strict=True):
+        assert t.state.name == "PRUNED" and t.constraints == {"deterministic_failure": 1.0}
+        assert run.info.status == "FAILED" and run.data.tags["error_type"]
+        assert "traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert ".png: unreadable" in study.trials[0].user_attrs["error_message"]
+    assert "statically known" not in study.trials[2].user_attrs["error_message"]  # fixed size: ok

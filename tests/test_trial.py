@@ -6,16 +6,14 @@ import math
 
 import pytest
 
+from spp_search.config import build_config
 from spp_search.factors import default_factors
 from spp_search.outcomes import Outcome
 from spp_search.trial import TrialSpec, Watch, run_trial
 
-DATA = {
-    "source": "synthetic",
-    "val_fraction": 0.25,
-    "split_seed": 0,
-    "synthetic": {"num_images": 48, "min_size": 16, "max_size": 32, "seed": 0},
-}
+DATA = build_config(
+    {"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}
+).data.for_trial()
 
 
 class Recorder:
