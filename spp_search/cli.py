@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,export-best}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,report,export-best}")
     run = sub.add_parser("run", help="run (or resume) a study: the default command")
     _common(run)
     run.add_argument("--trials", type=int, help="the study's total number of trials (default 50)")
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-retries", type=int, help="retries of a crashed or timed-out trial (default 2)")
     run.set_defaults(handler=cmd_run)
+    report = sub.add_parser("report", help="write report.md/.html and plots; log them to MLflow")
+    _common(report)
+    report.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
+    report.set_defaults(handler=cmd_report)
     export = sub.add_parser("export-best", help="write the best trial's complete config")
     _common(export)
     export.add_argument("--out", type=Path, required=True, help="output file, .yaml or .json")
@@ -130,6 +135,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from spp_search.export import load_study
+    from spp_search.report import write_report
+
+    config = _config(args, {"study.tracking_uri": args.tracking_uri})
+    study = load_study(config.study.name, config.study.storage)
+    path = write_report(study, config.study.tracking_uri, args.out / config.study.name)
+    print(f"wrote {path} (and report.html, plots) in {path.parent}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from spp_search.export import best_config, check_out, load_study, write_config
 
@@ -157,7 +173,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "export-best", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "report", "export-best", "-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     _quiet_libraries()

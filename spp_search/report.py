@@ -1,0 +1,225 @@
+"""``study.py report``: what made SPP training fail, how often, and which configuration to use.
+
+Reads the Optuna storage (outcomes, factors, values) and MLflow (stability metrics, loss
+curves), then writes ``report.md``, ``report.html`` and PNG plots (plus Optuna's own HTML plots)
+to ``--out``, and logs them as artifacts of the study's parent MLflow run. Works on a running
+study, a study of only failures and a single trial, saying what it cannot conclude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+
+from spp_search.claims import verdicts
+from spp_search.factors import param_text
+from spp_search.outcomes import Outcome
+from spp_search.stats import MIN_SUPPORT, failure_rules, interactions, levels_of, wilson
+
+STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "train_time_s")
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+
+
+@dataclass
+class StudyData:
+    """One row per finished trial: every factor, outcome, value and MLflow stability metrics."""
+
+    name: str
+    frame: pd.DataFrame
+    factors: list[str]
+    curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    running: int = 0
+
+
+def _trial_rows(study: optuna.Study) -> list[dict]:
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=FINISHED):
+        if "factors" not in t.user_attrs or t.user_attrs.get("outcome") in (None, "interrupted"):
+            continue
+        if t.user_attrs.get("retried"):
+            continue
+        factors = {k: param_text(v) if isinstance(v, list) else v for k, v in t.user_attrs["factors"].items()}
+        outcome = t.user_attrs["outcome"]
+        rows.append(
+            {
+                **factors,
+                "number": t.number,
+                "outcome": outcome,
+                "value": t.value,
+                "failed": outcome not in (Outcome.OK.value, Outcome.PRUNED.value),
+                "run_id": t.user_attrs.get("mlflow_run_id"),
+                "duration_s": (t.datetime_complete - t.datetime_start).total_seconds(),
+            }
+        )
+    return rows
+
+
+def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
+    """Join Optuna's trials with their MLflow runs (metrics and loss curves) when reachable."""
+    frame = pd.DataFrame(_trial_rows(study))
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    searched = [k for k in study.user_attrs.get("config", {}).get("space", {})]
+    data = StudyData(study.study_name, frame, searched, running=running)
+    if frame.empty or not tracking_uri:
+        return data
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(study.study_name)
+    if experiment is None:
+        return data
+    runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id], max_results=50000)}
+    parents = [r for r in runs.values() if r.data.tags.get("spp_search.role") == "study"]
+    data.parent_run_id = parents[0].info.run_id if parents else None
+    for metric in STABILITY:
+        frame[metric] = [
+            runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]
+        ]
+    for number, run_id in zip(frame["number"], frame["run_id"], strict=True):
+        if run_id in runs:
+            data.curves[number] = [(m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss")]
+    return data
+
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def outcome_table(data: StudyData) -> str:
+    """Per factor level: trials, share of each observed outcome with Wilson 95% intervals,
+    median val accuracy and stability metrics of the successful trials."""
+    frame = data.frame
+    outcomes = [o.value for o in Outcome if o.value in set(frame["outcome"])]
+    header = ["factor", "level", "trials", *outcomes, "median val acc (ok)", "median peak RSS MB (ok)"]
+    rows = []
+    for factor in data.factors:
+        for level, group in frame.groupby(levels_of(frame[factor]), sort=True):
+            n = len(group)
+            shares = []
+            for o in outcomes:
+                k = int((group["outcome"] == o).sum())
+                low, high = wilson(k, n)
+                shares.append(f"{k}/{n} ({k / n:.0%}, [{low:.0%}, {high:.0%}])" if k else "0")
+            ok = group[group["outcome"] == "ok"]
+            acc = f"{ok['value'].median():.3f}" if len(ok) else "-"
+            rss = f"{ok['peak_rss_mb'].median():.0f}" if len(ok) and "peak_rss_mb" in ok else "-"
+            rows.append([factor, level, n, *shares, acc, rss])
+    return _md_table(header, rows)
+
+
+def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
+    """Factor importances for failure (a derived 0/1 study) and for accuracy (the study itself)."""
+    failure, accuracy = {}, {}
+    frame = data.frame
+    searched = [
+        t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])
+    ]
+    failed = dict(zip(frame["number"], frame["failed"], strict=True))
+    if len(searched) >= MIN_SUPPORT and 0 < sum(failed.values()) < len(failed):
+        derived = optuna.create_study()
+        for t in searched:
+            derived.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, value=float(failed[t.number])
+                )
+            )
+        failure = optuna.importance.get_param_importances(derived, evaluator=_evaluator())
+    complete = [t for t in searched if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if len(complete) >= MIN_SUPPORT and len({t.value for t in complete}) > 1:
+        accuracy = optuna.importance.get_param_importances(study, evaluator=_evaluator())
+    return failure, accuracy
+
+
+def _evaluator():
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> str:
+    """The whole report as Markdown."""
+    frame, n = data.frame, len(data.frame)
+    lines = [f"# spp-search report: `{data.name}`", ""]
+    counts = frame["outcome"].value_counts().to_dict() if n else {}
+    lines += [
+        f"{n} finished trials ({data.running} still running). Outcomes: "
+        + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+        + ".",
+        "",
+    ]
+    if n < MIN_SUPPORT:
+        lines += [
+            f"**Too few trials to conclude anything** (need at least {MIN_SUPPORT}); "
+            "the tables below only list what happened.",
+            "",
+        ]
+    if n:
+        lines += ["## Outcomes per factor level", "", outcome_table(data), ""]
+        failure, accuracy = importances(study, data)
+        lines += ["## What drives failure and accuracy", ""]
+        lines += [
+            _importance_line("failure (fANOVA on failed / not failed)", failure),
+            _importance_line("validation accuracy (Optuna fANOVA)", accuracy),
+            "",
+        ]
+        pairs = interactions(frame.assign(failed=frame["failed"].astype(float)), data.factors, "failed")
+        if pairs:
+            lines += [
+                "Strongest two-factor interactions on failure (share of variance beyond main effects): "
+                + "; ".join(f"{a} x {b} {s:.2f}" for a, b, s in pairs),
+                "",
+            ]
+        rules = failure_rules(frame, data.factors)
+        lines += ["## Failing regions", ""]
+        lines += [f"- {r.text()}" for r in rules] or [f"No rule reaches 80% with support >= {MIN_SUPPORT}."]
+        lines += ["", "## The blog post's claims, judged by this study", ""]
+        lines += [
+            _md_table(
+                ["claim", "verdict", "evidence"],
+                [[v.claim, f"**{v.verdict}**", v.evidence] for v in verdicts(frame)],
+            ),
+            "",
+        ]
+        ok = frame[frame["outcome"] == "ok"].sort_values("value", ascending=False)
+        if len(ok):
+            best = ok.iloc[0]
+            lines += [
+                "## Best configuration",
+                "",
+                f"Trial {best['number']}, val accuracy {best['value']:.4f}: "
+                + ", ".join(f"{f}={best[f]}" for f in data.factors),
+                "",
+            ]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
+    lines += [f"- [{p}]({p})" for p in plots if p.endswith(".html")]
+    return "\n".join(lines) + "\n"
+
+
+def _importance_line(label: str, values: dict) -> str:
+    if not values:
+        return f"- {label}: cannot compute (needs >= {MIN_SUPPORT} trials with varying results)"
+    return f"- {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+def write_report(study: optuna.Study, tracking_uri: str | None, out: Path) -> Path:
+    """Write report.md/.html and plots to ``out``; log them to the parent run. Returns report.md."""
+    import markdown
+
+    from spp_search.plots import optuna_plots, study_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_study_data(study, tracking_uri)
+    plots = study_plots(data, out) + optuna_plots(study, out) if len(data.frame) else []
+    text = build_markdown(study, data, plots)
+    (out / "report.md").write_text(text)
+    html = markdown.markdown(text, extensions=["tables"])
+    (out / "report.html").write_text(
+        f"<html><head><meta charset='utf-8'><title>{data.name}</title></head><body>{html}</body></html>"
+    )
+    if data.parent_run_id and tracking_uri:
+        MlflowClient(tracking_uri).log_artifacts(data.parent_run_id, str(out), "report")
+    return out / "report.md"

@@ -1,0 +1,73 @@
+"""The report on fabricated studies with known counts: full, single-trial, failures only."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from spp_search.factors import default_factors
+from spp_search.report import write_report
+
+DIST = {
+    "spp_impl": CategoricalDistribution(["floor_ceil", "round_bins"]),
+    "image_size": CategoricalDistribution([16, 64]),
+    "learning_rate": FloatDistribution(1e-4, 1.0, log=True),
+}
+
+
+def _study(tmp_path, rows) -> optuna.Study:
+    """rows: (spp_impl, image_size, learning_rate, outcome, value)."""
+    study = optuna.create_study(study_name="fab", storage=f"sqlite:///{tmp_path}/o.db", direction="maximize")
+    study.set_user_attr("config", {"space": {k: {} for k in DIST}})
+    for impl, size, lr, outcome, value in rows:
+        factors = {**default_factors(), "spp_impl": impl, "image_size": size, "learning_rate": lr}
+        factors = {k: list(v) if isinstance(v, tuple) else v for k, v in factors.items()}
+        ok = outcome == "ok"
+        study.add_trial(
+            create_trial(
+                params={"spp_impl": impl, "image_size": size, "learning_rate": lr},
+                distributions=DIST,
+                value=value if ok else None,
+                state=TrialState.COMPLETE if ok else TrialState.FAIL,
+                user_attrs={"factors": factors, "outcome": outcome},
+            )
+        )
+    return study
+
+
+ROWS = (
+    [("round_bins", 16, 0.01, "diverged_nan", None)] * 4
+    + [("round_bins", 64, 0.01, "ok", 0.8)] * 4
+    + [("floor_ceil", 16, 0.001 * (i + 1), "ok", 0.9) for i in range(8)]
+)
+
+
+def test_report_on_known_counts(tmp_path):
+    path = write_report(_study(tmp_path, ROWS), None, tmp_path / "out")
+    text = path.read_text()
+    assert "16 finished trials" in text and "diverged_nan 4" in text
+    # round_bins: 4 of 8 diverged, Wilson [0.2152, 0.7848]
+    assert "| spp_impl | round_bins | 8 | 4/8 (50%, [22%, 78%])" in text
+    assert "| spp_impl | floor_ceil | 8 | 8/8 (100%, [68%, 100%]) | 0 |" in text
+    assert text.count("| learning_rate |") == 3  # quartile bins (two merge: 8 equal values), not 10 rows
+    assert "spp_impl = round_bins and image_size = 16 -> diverged_nan in 4/4 trials" in text
+    assert "failure (fANOVA on failed / not failed): spp_impl" in text or "image_size" in text
+    for name in ("report.html", "outcome_shares.png", "accuracy_per_level.png", "loss_curves.png"):
+        assert (path.parent / name).stat().st_size > 0
+    assert "<table>" in (path.parent / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [[("floor_ceil", 64, 0.01, "ok", 0.7)], [("round_bins", 16, 0.01, "diverged_nan", None)] * 3],
+    ids=["single_trial", "only_failures"],
+)
+def test_report_says_what_it_cannot_conclude(tmp_path, rows):
+    text = write_report(_study(tmp_path, rows), None, tmp_path / "out").read_text()
+    assert "cannot conclude" in text
+    if len(rows) == 1:
+        assert "Too few trials to conclude anything" in text
+    else:
+        assert "validation accuracy (Optuna fANOVA): cannot compute" in text

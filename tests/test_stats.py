@@ -1,0 +1,109 @@
+"""Report statistics against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, judge_failure, verdicts
+from spp_search.stats import failure_rules, interactions, mean_interval, welch, wilson
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    # hand-computed: p=k/n, z=1.959964; centre=(p+z²/2n)/(1+z²/n), half=z*sqrt(p(1-p)/n+z²/4n²)/(1+z²/n)
+    [(0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634), (10, 10, 0.7225, 1.0), (1, 3, 0.0615, 0.7923)],
+)
+def test_wilson_matches_hand_computation(k, n, low, high):
+    got = wilson(k, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_without_trials_is_uninformative():
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_mean_interval_and_welch():
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.3027; sd = 1; half = 4.3027 / sqrt(3) = 2.4841
+    assert (mean, low, high) == pytest.approx((2.0, -0.4841, 4.4841), abs=1e-4)
+    assert math.isnan(mean_interval([1.0])[1])
+    assert welch([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert math.isnan(welch([1], [2, 3]))
+
+
+FRAME = pd.DataFrame(
+    {
+        "impl": ["round"] * 6 + ["floor"] * 6,
+        "size": [16, 16, 16, 64, 64, 64] * 2,
+        "outcome": ["diverged_nan"] * 3 + ["ok"] * 3 + ["ok"] * 6,
+    }
+)
+
+
+def test_rules_find_the_failing_region_and_nothing_redundant():
+    rules = failure_rules(FRAME, ["impl", "size"])
+    assert [r.text() for r in rules] == ["impl = round and size = 16 -> diverged_nan in 3/3 trials"]
+
+
+def test_rules_need_support_and_rate():
+    assert failure_rules(FRAME, ["impl", "size"], min_support=4) == []
+    loose = failure_rules(FRAME, ["impl"], min_rate=0.5)
+    assert [r.text() for r in loose] == ["impl = round -> diverged_nan in 3/6 trials"]
+
+
+def test_interaction_is_found_where_only_the_pair_fails():
+    frame = FRAME.assign(failed=(FRAME["outcome"] != "ok").astype(float), other=["a", "b"] * 6)
+    pairs = interactions(frame, ["impl", "size", "other"], "failed")
+    assert pairs[0][:2] == ("impl", "size") and pairs[0][2] > 0.2
+    assert interactions(frame.assign(failed=0.0), ["impl", "size"], "failed") == []
+
+
+def _claim_frame(rows):
+    base = {
+        "spp_impl": "floor_ceil",
+        "head": "spp",
+        "input_shape": "none",
+        "input_policy": "fixed",
+        "outcome": "ok",
+    }
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict"),
+    [
+        (
+            [{}] * 3 + [{"spp_impl": "keras_adaptive", "outcome": "shape_error"}] * 2,
+            f"{SOME} (keras_adaptive)",
+        ),
+        ([{"outcome": "shape_error"}] * 3, SUPPORTED),
+        ([{}] * 4, REFUTED),
+        ([{}] * 2, UNKNOWN),
+        ([{"outcome": "data_error"}] * 4, UNKNOWN),  # never reached the model
+    ],
+)
+def test_failure_claim_verdicts(rows, verdict):
+    frame = _claim_frame(rows)
+    got = judge_failure(frame, frame["input_shape"] == "none", {"shape_error"}, "claim")
+    assert got.verdict == verdict
+
+
+def test_every_claim_has_a_verdict_even_on_one_trial():
+    frame = _claim_frame(
+        [
+            {
+                "levels": "1,2,4",
+                "image_size": 64,
+                "batch_size": 16,
+                "channel_policy": "strict",
+                "channel_order": "as_is",
+                "value": 0.5,
+            }
+        ]
+    )
+    results = verdicts(frame)
+    assert len(results) == 6 and all(v.verdict and v.evidence for v in results)
+    assert [v.verdict for v in results].count(UNKNOWN) >= 5  # one trial settles (almost) nothing
