@@ -29,9 +29,7 @@ FAILED_OK = ("ok", "pruned")
 def repeats_after(trials: list, start: int) -> dict:
     """Failures after trial ``start`` and how many repeat an earlier failure in their region."""
     categorical = [
-        k
-        for k, d in trials[0].distributions.items()
-        if isinstance(d, optuna.distributions.CategoricalDistribution)
+        k for k, d in trials[0].distributions.items() if isinstance(d, optuna.distributions.CategoricalDistribution)
     ]
 
     def near(a, b) -> bool:

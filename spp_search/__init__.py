@@ -4,6 +4,7 @@ Importing the package registers :class:`SpatialPyramidPooling2D` with Keras, so 
 ``.keras`` model that uses it loads after a plain ``import spp_search``.
 """
 
+from spp_search import variants  # noqa: F401  (registers the variant layers for .keras loading)
 from spp_search.layers import SpatialPyramidPooling2D
 
 __all__ = ["SpatialPyramidPooling2D"]

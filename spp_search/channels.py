@@ -70,7 +70,5 @@ def conform(data: ImageSet, bands: int, policy: str, order: str) -> ImageSet:
     kept = data.subset(keep)
     images = [_fit_bands(im, bands) for im in kept.images]
     if order == "normalize":
-        images = [
-            im[..., ::-1].copy() if o == "bgr" else im for im, o in zip(images, kept.orders, strict=True)
-        ]
+        images = [im[..., ::-1].copy() if o == "bgr" else im for im, o in zip(images, kept.orders, strict=True)]
     return kept.replace_images(images, orders=["rgb"] * len(images) if order == "normalize" else kept.orders)

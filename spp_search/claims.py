@@ -108,8 +108,7 @@ def _memory(frame: pd.DataFrame) -> Verdict:
     load = frame["batch_size"].astype(float) * frame["image_size"].astype(float) ** 2
     heavy = frame[(load >= load[is_oom].min()) & (frame["outcome"] != "data_error")]
     per_impl = {
-        impl: (int(g["outcome"].isin(["oom_host", "oom_gpu"]).sum()), len(g))
-        for impl, g in heavy.groupby(_impl(heavy))
+        impl: (int(g["outcome"].isin(["oom_host", "oom_gpu"]).sum()), len(g)) for impl, g in heavy.groupby(_impl(heavy))
     }
     failing = [i for i, (k, _) in per_impl.items() if k > 0]
     safe = [i for i, (k, n) in per_impl.items() if k == 0 and n >= 3]
@@ -150,9 +149,7 @@ def _channel_order(frame: pd.DataFrame) -> Verdict:
     as_is = ok[ok["channel_order"] == "as_is"]["value"].tolist()
     norm = ok[ok["channel_order"] == "normalize"]["value"].tolist()
     if len(as_is) < 2 or len(norm) < 2:
-        return Verdict(
-            claim, UNKNOWN, f"too few successful trials ({len(as_is)} as_is, {len(norm)} normalize)"
-        )
+        return Verdict(claim, UNKNOWN, f"too few successful trials ({len(as_is)} as_is, {len(norm)} normalize)")
     a, b = mean_interval(as_is), mean_interval(norm)
     p = welch(as_is, norm)
     evidence = (

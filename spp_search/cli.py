@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from spp_search.errors import ConfigError
+from spp_search.errors import ConfigError, SppSearchError, must
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "default.yaml"
 
@@ -27,48 +27,51 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///optuna.db)")
 
 
+def _run_options(run: argparse.ArgumentParser) -> None:
+    """Options of every command that trains (``run``, ``ablate``)."""
+    _common(run)
+    add = run.add_argument
+    add("--trials", type=int, help="the study's total number of trials (default 50)")
+    add("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    add("--seed", type=int, help="seed of the sampler and of trial initialisation")
+    add("--epochs", type=int, help="training epochs per trial")
+    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one")
+    add("--data", help="image folder (one subfolder per class) instead of built-in data")
+    add(
+        "--isolation",
+        choices=("process", "inline"),
+        help="process (default): each trial in a worker that may crash alone",
+    )
+    add("--host-memory-budget", metavar="SIZE", help="e.g. 4GiB: a worker past it is killed (oom_host)")
+    add("--gpu-memory-budget", metavar="SIZE", help="e.g. 2GiB: caps the worker's GPU memory (oom_gpu)")
+    add(
+        "--trial-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="a trial past it is stopped, outcome timeout (default 1800, 0 = off)",
+    )
+    add("--max-retries", type=int, help="retries of a crashed or timed-out trial (default 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="study.py",
         description="Search SPP training configurations with Optuna; every trial is logged to "
         "MLflow with its outcome (ok, pruned, diverged_nan, or the failure kind).",
         epilog="Examples:\n  python study.py --trials 50\n"
+        "  python study.py report\n"
         "  python study.py export-best --out best.yaml\n"
+        "  python study.py train --config best.yaml --out model.keras\n"
         "  mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,report,export-best}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,ablate,report,export-best,train}")
     run = sub.add_parser("run", help="run (or resume) a study: the default command")
-    _common(run)
-    run.add_argument("--trials", type=int, help="the study's total number of trials (default 50)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
-    run.add_argument("--seed", type=int, help="seed of the sampler and of trial initialisation")
-    run.add_argument("--epochs", type=int, help="training epochs per trial")
-    run.add_argument(
-        "--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one"
-    )
-    run.add_argument("--data", help="image folder (one subfolder per class) instead of built-in data")
-    run.add_argument(
-        "--isolation",
-        choices=("process", "inline"),
-        help="process (default): each trial in a worker that may crash alone",
-    )
-    run.add_argument(
-        "--host-memory-budget", metavar="SIZE", help="e.g. 4GiB: a worker past it is killed, outcome oom_host"
-    )
-    run.add_argument(
-        "--gpu-memory-budget",
-        metavar="SIZE",
-        help="e.g. 2GiB: cap of the worker's GPU memory, outcome oom_gpu past it",
-    )
-    run.add_argument(
-        "--trial-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="a trial past it is stopped, outcome timeout (default 1800, 0 = off)",
-    )
-    run.add_argument("--max-retries", type=int, help="retries of a crashed or timed-out trial (default 2)")
+    _run_options(run)
     run.set_defaults(handler=cmd_run)
+    ablate = sub.add_parser("ablate", help="run a config's `ablation` (fixed configurations x seeds)")
+    _run_options(ablate)
+    ablate.set_defaults(handler=cmd_ablate)
     report = sub.add_parser("report", help="write report.md/.html and plots; log them to MLflow")
     _common(report)
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -77,7 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-best", help="write the best trial's complete config")
     _common(export)
     export.add_argument("--out", type=Path, required=True, help="output file, .yaml or .json")
+    export.add_argument(
+        "--by",
+        choices=("accuracy", "stability"),
+        default="accuracy",
+        help="accuracy: best val accuracy; stability: fewest failures across seeds",
+    )
     export.set_defaults(handler=cmd_export)
+    train = sub.add_parser("train", help="retrain a config (e.g. best.yaml) and save the model")
+    train.add_argument("--config", type=Path, required=True, help="config to train (its defaults)")
+    train.add_argument("--out", type=Path, required=True, help="model file, .keras")
+    train.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+    train.add_argument("--device", choices=("auto", "cpu", "gpu"), help="auto (default)")
+    train.set_defaults(handler=cmd_train)
     return parser
 
 
@@ -128,11 +143,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     device = resolve_device(config.study.device)
     runner = make_runner(config, device)
+    prepare = None
+    if config.ablation:
+        from spp_search.ablation import arms, enqueue
+
+        configs, repeats = arms(config.ablation)
+        prepare = lambda study: enqueue(study, configs, repeats, config.defaults)  # noqa: E731
     try:
-        run_study(config, runner, device, Console())
+        run_study(config, runner, device, Console(), prepare)
     finally:
         runner.close()
     return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """``run`` for a config that must have an ``ablation`` section."""
+    from spp_search.config import read_file
+
+    if args.config is None or "ablation" not in read_file(args.config):
+        raise ConfigError(
+            must(
+                "config",
+                "have an `ablation` section for `ablate`",
+                str(args.config),
+                "See experiments/paper_multisize.yaml.",
+            )
+        )
+    return cmd_run(args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -152,13 +189,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_out(args.out)
     config = _config(args, {})
     study = load_study(config.study.name, config.study.storage)
-    best = best_config(study)
+    best = best_config(study, args.by)
     write_config(best, args.out)
     result = best["result"]
-    print(
-        f"wrote {args.out}: trial {result['trial']} of {result['study']}, "
-        f"val_accuracy {result['val_accuracy']:.4f}"
-    )
+    print(f"wrote {args.out}: trial {result['trial']} of {result['study']}, val_accuracy {result['val_accuracy']:.4f}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spp_search.config import load_config
+    from spp_search.devices import resolve_device
+    from spp_search.training import train_config
+
+    config = load_config(args.config, {"study.device": args.device})
+    metrics = train_config(config, args.out, resolve_device(config.study.device), args.epochs)
+    print(f"wrote {args.out}: val_accuracy {metrics['val_accuracy']:.4f}, input {metrics['input_shape']}")
     return 0
 
 
@@ -173,7 +218,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "report", "export-best", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "ablate", "report", "export-best", "train", "-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     _quiet_libraries()
@@ -183,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SppSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"interrupted after {time.perf_counter() - start:.0f} s; rerun the same command to resume",

@@ -32,7 +32,7 @@ ISOLATIONS = ("process", "inline")
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 PRUNERS = ("median", "none")
 DEVICES = ("auto", "cpu", "gpu")
-SECTIONS = ("study", "data", "defaults", "space", "result")
+SECTIONS = ("study", "data", "defaults", "space", "ablation", "result")
 
 
 def parse_bytes(name: str, text: str) -> int | None:
@@ -91,9 +91,7 @@ class StudySettings:
                 raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
         for name in ("trials", "epochs"):
             if getattr(self, name) < 1:
-                raise ConfigError(
-                    must(name, "be at least 1", getattr(self, name), "Use e.g. 50 trials, 3 epochs.")
-                )
+                raise ConfigError(must(name, "be at least 1", getattr(self, name), "Use e.g. 50 trials, 3 epochs."))
         if not self.name or "/" in self.name:
             raise ConfigError(must("study-name", "be non-empty without '/'", self.name, "E.g. spp-default."))
 
@@ -127,6 +125,7 @@ class StudyConfig:
     data: DataSettings
     defaults: dict
     space: SearchSpace
+    ablation: dict | None = None
 
     def to_dict(self) -> dict:
         defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
@@ -135,6 +134,7 @@ class StudyConfig:
             "data": {**dataclasses.asdict(self.data)},
             "defaults": defaults,
             "space": self.space.to_dict(),
+            **({"ablation": self.ablation} if self.ablation else {}),
         }
 
     def fingerprint(self) -> str:
@@ -182,9 +182,7 @@ def _section(cls, values: object, where: str):
         elif expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise ConfigError(
-                must(f"{where}.{key}", f"be of type {expected.__name__}", value, "Fix the value.")
-            )
+            raise ConfigError(must(f"{where}.{key}", f"be of type {expected.__name__}", value, "Fix the value."))
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -221,7 +219,16 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     defaults = default_factors()
     for name, value in given.items():
         defaults[name] = check_factor(name, value)
-    return StudyConfig(study, data, defaults, SearchSpace.from_dict(raw.get("space")))
+    ablation = raw.get("ablation")
+    if ablation is not None:
+        from spp_search.ablation import arms, space_for
+
+        if raw.get("space"):
+            raise ConfigError(must("space", "be absent in an ablation (it is derived)", "space", "Remove it."))
+        configs, repeats = arms(ablation)
+        study = dataclasses.replace(study, trials=len(configs) * repeats, pruner="none")
+        raw = {**raw, "space": space_for(configs, defaults)}
+    return StudyConfig(study, data, defaults, SearchSpace.from_dict(raw.get("space")), ablation)
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:

@@ -93,9 +93,7 @@ class SyntheticSpec:
         if not 4 <= self.min_size <= self.max_size:
             raise ConfigError(must("min_size", "be >= 4 and <= max_size", self.min_size, "E.g. 32 and 96."))
         if self.num_images < 2 * self.num_classes:
-            raise ConfigError(
-                must("num_images", "be at least twice num_classes", self.num_images, "Use 768.")
-            )
+            raise ConfigError(must("num_images", "be at least twice num_classes", self.num_images, "Use 768."))
 
 
 def _disk(height: int, width: int, cy: float, cx: float, radius: float) -> np.ndarray:
@@ -206,9 +204,7 @@ def load_folder(root: Path) -> ImageSet:
             orders.append(declared.get(relative, "rgb"))
     if len(images) < 2 * len(folders):
         raise DataError(f"{root}: found {len(images)} images; need at least two per class.")
-    return ImageSet(
-        images, np.array(labels, dtype=np.int32), tuple(f.name for f in folders), names, orders, errors
-    )
+    return ImageSet(images, np.array(labels, dtype=np.int32), tuple(f.name for f in folders), names, orders, errors)
 
 
 def write_folder(data: ImageSet, root: Path) -> None:

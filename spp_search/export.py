@@ -49,14 +49,28 @@ def load_study(name: str, storage: str) -> optuna.Study:
         ) from None
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The successful trial with the highest validation accuracy."""
-    ok = [
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count: finished, not interrupted, not a retried attempt."""
+    return [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("outcome") == Outcome.OK.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        if t.user_attrs.get("outcome") not in (None, "interrupted") and not t.user_attrs.get("retried")
     ]
-    if not ok:
+
+
+def _ok(trials) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.user_attrs.get("outcome") == Outcome.OK.value and t.value is not None]
+
+
+def best_trial(study: optuna.Study, by: str = "accuracy") -> tuple[optuna.trial.FrozenTrial, dict]:
+    """The best successful trial and how its configuration fared.
+
+    ``accuracy``: the highest validation accuracy. ``stability``: among configurations (identical
+    factors; repeated in ablations), the lowest failure rate across its runs, then the most runs,
+    then the highest mean accuracy; its best successful run is returned.
+    """
+    trials = _finished(study)
+    if not _ok(trials):
         raise ConfigError(
             must(
                 "study-name",
@@ -65,20 +79,42 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
                 "Run more trials first.",
             )
         )
-    return max(ok, key=lambda t: (t.value, -t.number))
+    groups: dict[str, list] = {}
+    for t in trials:
+        groups.setdefault(json.dumps(t.user_attrs.get("factors"), sort_keys=True), []).append(t)
+
+    def record(runs: list) -> dict:
+        ok = _ok(runs)
+        failures = sum(t.user_attrs["outcome"] not in ("ok", "pruned") for t in runs)
+        return {
+            "runs": len(runs),
+            "failures": failures,
+            "mean_val_accuracy": sum(t.value for t in ok) / len(ok) if ok else None,
+        }
+
+    if by == "accuracy":
+        best = max(_ok(trials), key=lambda t: (t.value, -t.number))
+        return best, record(groups[json.dumps(best.user_attrs.get("factors"), sort_keys=True)])
+    candidates = [(record(runs), runs) for runs in groups.values() if _ok(runs)]
+    stats, runs = min(
+        candidates, key=lambda c: (c[0]["failures"] / c[0]["runs"], -c[0]["runs"], -c[0]["mean_val_accuracy"])
+    )
+    return max(_ok(runs), key=lambda t: t.value), stats
 
 
-def best_config(study: optuna.Study) -> dict:
+def best_config(study: optuna.Study, by: str = "accuracy") -> dict:
     """The best trial's complete config: study, data, every factor, and its result."""
-    trial = best_trial(study)
+    trial, runs = best_trial(study, by)
     stored = study.user_attrs["config"]
     settings = {k: v for k, v in stored["study"].items() if k not in ("storage", "tracking_uri")}
     settings.update(name=f"{study.study_name}-best", trials=1, seed=stored["study"]["seed"] + trial.number)
     result = {
         "study": study.study_name,
         "trial": trial.number,
+        "selected_by": by,
         "val_accuracy": trial.value,
         "epochs_val_accuracy": [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)],
+        "configuration_runs": runs,
         "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

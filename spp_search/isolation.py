@@ -97,9 +97,7 @@ class Worker:
     def __init__(self, device: str, budgets: Budgets) -> None:
         context = mp.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=worker_main, args=(child, device, budgets.gpu_memory_bytes), daemon=True
-        )
+        self.process = context.Process(target=worker_main, args=(child, device, budgets.gpu_memory_bytes), daemon=True)
         self.process.start()
         child.close()
         self.ready = False

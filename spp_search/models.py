@@ -65,18 +65,24 @@ def build_model(
     dense_units: int = 64,
     spp_impl: str = "floor_ceil",
     head: str = "spp",
-) -> StabilityModel:
-    """Backbone + SPP (or Flatten) + dense head. ``input_size=None``: a ``(None, None, bands)`` input."""
+    preprocess: keras.layers.Layer | None = None,
+    model_class: type = StabilityModel,
+) -> keras.Model:
+    """Backbone + SPP (or Flatten) + dense head. ``input_size=None``: a ``(None, None, bands)`` input.
+
+    Training uses ``StabilityModel``; an exported model is a plain ``keras.Model`` whose
+    ``preprocess`` layer (value scaling) makes it take raw pixel values.
+    """
     height, width_px = input_size if input_size is not None else (None, None)
     inputs = keras.Input((height, width_px, bands), name="image")
-    features = backbone(inputs, width)
+    features = backbone(inputs if preprocess is None else preprocess(inputs), width)
     if head == "flatten":
         pooled = keras.layers.Flatten(name="flatten")(features)
     else:
         pooled = spp_head(features, spp_impl, levels, pooling)
     hidden = keras.layers.Dense(dense_units, activation="relu", name="hidden")(pooled)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes", dtype="float32")(hidden)
-    return StabilityModel(inputs, outputs, name="spp_net")
+    return model_class(inputs, outputs, name="spp_net")
 
 
 def model_input_size(factors: dict, policy_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -88,10 +94,11 @@ def model_input_size(factors: dict, policy_size: tuple[int, int] | None) -> tupl
 
 
 def build_trial_model(
-    factors: dict, bands: int, num_classes: int, input_size: tuple[int, int] | None
-) -> StabilityModel:
+    factors: dict, bands: int, num_classes: int, input_size: tuple[int, int] | None, **kwargs
+) -> keras.Model:
     """The model for a trial's factors (``levels``, ``pooling``, ``spp_impl``, ``head``, ...)."""
     return build_model(
+        **kwargs,
         bands=bands,
         num_classes=num_classes,
         levels=tuple(factors["levels"]),

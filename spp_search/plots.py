@@ -45,11 +45,7 @@ def outcome_shares(data, out: Path) -> str:
     frame, factors = data.frame, data.factors or ["spp_impl"]
     fig, axes = _grid(len(factors))
     for ax, factor in zip(axes, factors, strict=False):
-        table = (
-            frame.groupby(levels_of(frame[factor]))["outcome"]
-            .value_counts(normalize=True)
-            .unstack(fill_value=0)
-        )
+        table = frame.groupby(levels_of(frame[factor]))["outcome"].value_counts(normalize=True).unstack(fill_value=0)
         left = np.zeros(len(table))
         for outcome in table.columns:
             ax.barh(

@@ -139,9 +139,7 @@ def build_pipelines(train: ImageSet, val: ImageSet, factors: dict, seed: int) ->
         sides = (size, max(1, round(size * float(factors.get("multi_size_ratio", PAPER_RATIO)))))
         passes = [shuffled(fixed_at(train, s)).batch(batch).repeat() for s in sides]
         # one full pass (an epoch of `steps` batches) per size, in turn
-        turn = tf.data.Dataset.range(len(sides)).flat_map(
-            lambda i: tf.data.Dataset.from_tensors(i).repeat(steps)
-        )
+        turn = tf.data.Dataset.range(len(sides)).flat_map(lambda i: tf.data.Dataset.from_tensors(i).repeat(steps))
         train_ds = tf.data.Dataset.choose_from_datasets(passes, turn.repeat())
         val_ds, sizes, input_size = fixed_at(val, size).batch(batch), tuple((s, s) for s in sides), None
     elif policy == "variable_bucketed":

@@ -41,8 +41,7 @@ class StudyProgress:
         value = f" val_acc={result.value:.3f}" if result.value is not None else ""
         where = f" at epoch {result.failed_epoch} step {result.failed_step}" if result.outcome.failed else ""
         self.console.print(
-            f"trial {number:>3} [{style}]{result.outcome.value}[/{style}]{value}{where} "
-            f"({seconds:.1f} s) {factors}"
+            f"trial {number:>3} [{style}]{result.outcome.value}[/{style}]{value}{where} ({seconds:.1f} s) {factors}"
         )
         self.progress.advance(self.task)
 

@@ -19,7 +19,15 @@ from mlflow import MlflowClient
 from spp_search.claims import verdicts
 from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
-from spp_search.stats import MIN_SUPPORT, failure_rules, interactions, levels_of, wilson
+from spp_search.stats import (
+    MIN_SUPPORT,
+    diff_interval,
+    failure_rules,
+    interactions,
+    levels_of,
+    mean_interval,
+    wilson,
+)
 
 STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "train_time_s")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -76,9 +84,7 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     parents = [r for r in runs.values() if r.data.tags.get("spp_search.role") == "study"]
     data.parent_run_id = parents[0].info.run_id if parents else None
     for metric in STABILITY:
-        frame[metric] = [
-            runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]
-        ]
+        frame[metric] = [runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]]
     for number, run_id in zip(frame["number"], frame["run_id"], strict=True):
         if run_id in runs:
             data.curves[number] = [(m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss")]
@@ -117,17 +123,13 @@ def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
     """Factor importances for failure (a derived 0/1 study) and for accuracy (the study itself)."""
     failure, accuracy = {}, {}
     frame = data.frame
-    searched = [
-        t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])
-    ]
+    searched = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])]
     failed = dict(zip(frame["number"], frame["failed"], strict=True))
     if len(searched) >= MIN_SUPPORT and 0 < sum(failed.values()) < len(failed):
         derived = optuna.create_study()
         for t in searched:
             derived.add_trial(
-                optuna.trial.create_trial(
-                    params=t.params, distributions=t.distributions, value=float(failed[t.number])
-                )
+                optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=float(failed[t.number]))
             )
         failure = optuna.importance.get_param_importances(derived, evaluator=_evaluator())
     complete = [t for t in searched if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
@@ -184,6 +186,10 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
             ),
             "",
         ]
+        if frame["arm"].notna().any():
+            lines += ["## Ablation arms", "", arm_table(frame[frame["arm"].notna()]), ""]
+            if set(PAPER_ARMS) <= set(frame["arm"].dropna()):
+                lines += ["## The SPP paper's comparison", "", *paper_comparison(frame), ""]
         ok = frame[frame["outcome"] == "ok"].sort_values("value", ascending=False)
         if len(ok):
             best = ok.iloc[0]
@@ -197,6 +203,50 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
     lines += [f"- [{p}]({p})" for p in plots if p.endswith(".html")]
     return "\n".join(lines) + "\n"
+
+
+PAPER_ARMS = {"no_spp": 35.99, "spp_single_size": 34.98, "spp_multi_size": 34.60}
+
+
+def arm_table(frame: pd.DataFrame) -> str:
+    """Per ablation arm: runs, outcomes, mean validation error of its successful runs with a 95% t CI."""
+    rows = []
+    for arm, group in frame.groupby("arm", sort=False):
+        errors = (1 - group[group["outcome"] == "ok"]["value"]).tolist()
+        mean, low, high = mean_interval(errors)
+        outcomes = ", ".join(f"{k} {v}" for k, v in group["outcome"].value_counts().items())
+        rows.append([arm, len(group), outcomes, f"{mean:.4f} [{low:.4f}, {high:.4f}]" if errors else "-"])
+    return _md_table(["arm", "runs", "outcomes", "val error (ok runs), mean [95% CI]"], rows)
+
+
+def paper_comparison(frame: pd.DataFrame) -> list[str]:
+    """The SPP paper's ordering (no SPP > single-size > multi-size top-1 error) tested on our arms."""
+    errors = {
+        arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in PAPER_ARMS
+    }
+    if any(len(e) < 2 for e in errors.values()):
+        return [
+            "The paper comparison needs at least two successful runs per arm "
+            f"({', '.join(f'{a}: {len(e)}' for a, e in errors.items())})."
+        ]
+    means = {a: float(np.mean(e)) for a, e in errors.items()}
+    ordered = means["no_spp"] > means["spp_single_size"] > means["spp_multi_size"]
+    lines = ["Paper (ZF-5, ImageNet top-1 error): no SPP 35.99 > single-size 34.98 > multi-size 34.60.", ""]
+    for high, low in (("no_spp", "spp_single_size"), ("spp_single_size", "spp_multi_size")):
+        diff, lo, hi = diff_interval(errors[high], errors[low])
+        sure = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
+        lines.append(
+            f"- error({high}) - error({low}) = {diff:+.4f} [95% CI {lo:+.4f}, {hi:+.4f}] ({sure}); "
+            f"paper {PAPER_ARMS[high] - PAPER_ARMS[low]:+.2f} points"
+        )
+    verdict = "reproduced" if ordered else "not reproduced"
+    lines += [
+        "",
+        f"**Ordering {verdict}** on this data: "
+        + " > ".join(f"{a} {means[a]:.4f}" for a in sorted(means, key=means.get, reverse=True))
+        + ".",
+    ]
+    return lines
 
 
 def _importance_line(label: str, values: dict) -> str:

@@ -50,6 +50,20 @@ def levels_of(column: pd.Series) -> pd.Series:
     return column.astype(str)
 
 
+def diff_interval(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, float, float]:
+    """mean(a) - mean(b) with a Welch (unequal variances) t interval; nan bounds if too few."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    diff = float(x.mean() - y.mean()) if len(x) and len(y) else math.nan
+    if len(x) < 2 or len(y) < 2:
+        return diff, math.nan, math.nan
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    if vx + vy == 0:
+        return diff, diff, diff
+    dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = sps.t.ppf(1 - alpha / 2, dof) * math.sqrt(vx + vy)
+    return diff, diff - half, diff + half
+
+
 @dataclass(frozen=True)
 class Rule:
     """A conjunction of conditions and how often it leads to ``outcome``."""
@@ -113,9 +127,7 @@ def failure_rules(
                 if support >= min_support and hits / support >= min_rate:
                     candidates.append((Rule(combo, outcome, hits, support), mask & hit))
         covered = np.zeros(len(frame), dtype=bool)
-        for rule, rule_hits in sorted(
-            candidates, key=lambda c: (-c[0].rate, -c[0].support, len(c[0].conditions))
-        ):
+        for rule, rule_hits in sorted(candidates, key=lambda c: (-c[0].rate, -c[0].support, len(c[0].conditions))):
             if (rule_hits & ~covered).any():
                 found.append(rule)
                 covered |= rule_hits

@@ -76,9 +76,7 @@ def run_enqueued(tmp_path, name: str, trials: list[dict], data: dict | None = No
     raw = tiny_config(tmp_path, name=name, trials=len(trials), **study)
     raw["data"].update(data or {}, cache_dir=str(tmp_path / "cache"))
     keys = list(dict.fromkeys(k for t in trials for k in t))
-    raw["space"] = {
-        k: {"choices": list({param_text(t[k]): t[k] for t in trials if k in t}.values())} for k in keys
-    }
+    raw["space"] = {k: {"choices": list({param_text(t[k]): t[k] for t in trials if k in t}.values())} for k in keys}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     storage = raw["study"]["storage"]

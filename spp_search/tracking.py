@@ -35,9 +35,7 @@ class Tracker:
         self.client = MlflowClient(tracking_uri)
         self.study_name = study_name
         experiment = self.client.get_experiment_by_name(study_name)
-        self.experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(study_name)
-        )
+        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study_name)
         self.parent_id: str | None = None
 
     def _runs(self, filter_string: str) -> list:
@@ -54,9 +52,7 @@ class Tracker:
             self.experiment_id, run_name=self.study_name, tags={ROLE: "study", STUDY: self.study_name}
         )
         self.parent_id = run.info.run_id
-        self.client.log_batch(
-            self.parent_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()]
-        )
+        self.client.log_batch(self.parent_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
         for name, value in (("config.yaml", _redacted(config)), ("space.yaml", config.get("space", {}))):
             # our own dump: MLflow's log_dict sorts keys, and a space's order carries its conditions
             self.client.log_text(self.parent_id, yaml.safe_dump(value, sort_keys=False), name)
@@ -75,9 +71,7 @@ class Tracker:
         tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number)}
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
         params = {**factors, **extra}
-        self.client.log_batch(
-            run.info.run_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()]
-        )
+        self.client.log_batch(run.info.run_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
         return run.info.run_id
 
     def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:

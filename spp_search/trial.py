@@ -222,7 +222,17 @@ def _stats(watch: Watch, model, batch_size: int, train_time: float, device: str)
     return stats
 
 
-def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, object, float]:
+@dataclass
+class Trained:
+    """What ``_train`` leaves behind: per-epoch history, the model, its train set, fit time."""
+
+    history: list = field(default_factory=list)
+    model: object = None
+    train: object = None
+    seconds: float = 0.0
+
+
+def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) -> None:
     import keras
 
     from spp_search.models import build_trial_model, make_optimizer
@@ -235,6 +245,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
 
         tf.config.experimental.reset_memory_stats("GPU:0")
     train, val = trial_data(spec.data, spec.factors)
+    trained.train = train
     f = spec.factors
     pipes = build_pipelines(train, val, f, seed=spec.seed)
     model = build_trial_model(f, train.images[0].shape[-1], len(train.class_names), pipes.input_size)
@@ -244,7 +255,9 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
         metrics=["accuracy"],
         jit_compile=bool(f.get("jit_compile", False)),
     )
+    trained.model = model
     callback = _callback(watch, reporter, f.get("fault", "none"))
+    trained.history = callback.history
     start = time.perf_counter()
     # A bucketed validation set has unknown cardinality; running out of it is how it ends.
     warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -257,15 +270,19 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch) -> tuple[list, obj
         shuffle=False,  # the pipeline shuffles
         verbose=0,
     )
-    return callback.history, model, time.perf_counter() - start
+    trained.seconds = time.perf_counter() - start
 
 
 def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
     """Train ``spec`` and return its result; never raises for a trial-level failure."""
-    watch = Watch(spec.log_every)
-    history, model, train_time, error = [], None, 0.0, None
+    return train_and_keep(spec, reporter)[0]
+
+
+def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Trained]:
+    """``run_trial`` that also returns the trained model and its train set (for ``train``)."""
+    watch, trained, error = Watch(spec.log_every), Trained(), None
     try:
-        history, model, train_time = _train(spec, reporter, watch)
+        _train(spec, reporter, watch, trained)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a classified outcome
         error = exc
     evidence = Evidence(
@@ -278,16 +295,17 @@ def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
         device=spec.device,
     )
     outcome = classify(evidence)
-    failed = outcome.failed
-    return TrialResult(
+    failed, history = outcome.failed, trained.history
+    result = TrialResult(
         outcome=outcome,
         value=history[-1]["val_accuracy"] if history and not failed else None,
         epochs=history,
         steps=watch.losses,
-        stats=_stats(watch, model, int(spec.factors["batch_size"]), train_time, spec.device),
+        stats=_stats(watch, trained.model, int(spec.factors["batch_size"]), trained.seconds, spec.device),
         error_type=evidence.error_type,
         error_message=evidence.error_message,
         traceback="".join(traceback.format_exception(error)) if error else None,
         failed_epoch=watch.epoch if failed else None,
         failed_step=(watch.nonfinite_step or watch.exploded_step or watch.step) if failed else None,
     )
+    return result, trained

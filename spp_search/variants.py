@@ -125,9 +125,7 @@ class CropSplitSPP(_VariantSPP):
 
 def keras_adaptive(x: keras.KerasTensor, levels: Sequence[int], pooling: str) -> keras.KerasTensor:
     """Keras 3's adaptive pooling per level (global pooling for level 1), flattened, joined."""
-    adaptive = (
-        keras.layers.AdaptiveMaxPooling2D if pooling == "max" else keras.layers.AdaptiveAveragePooling2D
-    )
+    adaptive = keras.layers.AdaptiveMaxPooling2D if pooling == "max" else keras.layers.AdaptiveAveragePooling2D
     glob = keras.layers.GlobalMaxPooling2D if pooling == "max" else keras.layers.GlobalAveragePooling2D
     parts = []
     for n in validate_levels(tuple(levels)):

@@ -26,9 +26,7 @@ def test_file_kinds_go_through_real_png_files(tmp_path):
     spec = CorruptionSpec(grayscale=0.1, sixteen_bit=0.1, unreadable=0.05, swapped_channels=0.1)
     files = through_files(corrupt(DATA, spec, 24), spec, tmp_path)
     assert sum(im is None for im in files.images) == 2
-    assert all(
-        e and "cannot decode" in e for im, e in zip(files.images, files.errors, strict=True) if im is None
-    )
+    assert all(e and "cannot decode" in e for im, e in zip(files.images, files.errors, strict=True) if im is None)
     assert sum(im is not None and im.shape[-1] == 1 for im in files.images) == 8
     assert files.orders.count("bgr") == 4 and all(n.endswith(".png") for n in files.names)
     again = through_files(corrupt(DATA, spec, 24), spec, tmp_path)  # cached: same folder

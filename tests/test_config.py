@@ -82,8 +82,5 @@ def test_missing_and_broken_files(tmp_path):
 
 def test_fingerprint_ignores_size_and_places_but_not_the_experiment():
     base = build_config({})
-    assert (
-        base.fingerprint()
-        == build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}}).fingerprint()
-    )
+    assert base.fingerprint() == build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}}).fingerprint()
     assert base.fingerprint() != build_config({"defaults": {"pooling": "avg"}}).fingerprint()

@@ -35,9 +35,7 @@ def test_allocation_past_the_host_budget_is_oom_host(tmp_path):
 def test_a_signal_is_a_crash_retried_then_recorded(tmp_path, fault):
     code, study, runs, _ = run_enqueued(tmp_path, fault, [{"fault": fault}, {"fault": "none"}], max_retries=1)
     assert code == 0
-    states = [
-        (t.user_attrs["outcome"], t.state.name, t.user_attrs.get("retried", False)) for t in study.trials
-    ]
+    states = [(t.user_attrs["outcome"], t.state.name, t.user_attrs.get("retried", False)) for t in study.trials]
     # trial 0 crashes and is retried once (trial 2, attempt 2, counted); trial 1 is the healthy one
     assert states[0] == ("crash", "FAIL", True) and states[1][0] == "ok"
     assert states[2] == ("crash", "FAIL", False) and study.trials[2].user_attrs["attempt"] == 2
@@ -56,9 +54,7 @@ def test_a_hang_past_the_timeout_is_a_timeout(tmp_path):
 
 
 def test_a_python_exception_in_a_worker_keeps_the_worker(tmp_path):
-    code, study, runs, _ = run_enqueued(
-        tmp_path, "raise", [{"fault": "raise"}, {"fault": "none"}], max_retries=0
-    )
+    code, study, runs, _ = run_enqueued(tmp_path, "raise", [{"fault": "raise"}, {"fault": "none"}], max_retries=0)
     assert code == 0
     _check(runs, study, "crash", "FAIL", "FAILED", infeasible=False)
     assert study.trials[0].user_attrs["error_type"] == "builtins.RuntimeError"
@@ -90,9 +86,7 @@ def test_natural_failures_are_classified_and_avoided(tmp_path):
         {**base, "spp_impl": "keras_adaptive", "image_size": 4},
         base,
     ]
-    code, study, runs, client = run_enqueued(
-        tmp_path, "natural", trials, data={"corruption": {"unreadable": 0.05}}
-    )
+    code, study, runs, client = run_enqueued(tmp_path, "natural", trials, data={"corruption": {"unreadable": 0.05}})
     assert code == 0
     outcomes = [t.user_attrs["outcome"] for t in study.trials]
     assert outcomes == ["data_error", "shape_error", "shape_error", "ok"]

@@ -47,9 +47,7 @@ ROWS = [
     ("unknown exception", Evidence(error_type="builtins.RuntimeError", error_message="boom"), Outcome.CRASH),
     (
         "check_numerics",
-        Evidence(
-            error_type=TF + "InvalidArgumentError", error_message="check_numerics: Tensor had NaN values"
-        ),
+        Evidence(error_type=TF + "InvalidArgumentError", error_message="check_numerics: Tensor had NaN values"),
         Outcome.DIVERGED_NAN,
     ),
     ("config", Evidence(error_type="spp_search.errors.ConfigError"), Outcome.CONFIG_ERROR),
@@ -66,9 +64,7 @@ def test_every_outcome_has_a_row():
 
 
 def test_precedence_timeout_beats_everything():
-    assert (
-        classify(Evidence(timed_out=True, over_host_budget=True, error_type="x.DataError")) is Outcome.TIMEOUT
-    )
+    assert classify(Evidence(timed_out=True, over_host_budget=True, error_type="x.DataError")) is Outcome.TIMEOUT
     assert classify(Evidence(over_host_budget=True, error_type="x.DataError")) is Outcome.OOM_HOST
 
 

@@ -11,9 +11,7 @@ from spp_search.factors import default_factors
 from spp_search.outcomes import Outcome
 from spp_search.trial import TrialSpec, Watch, run_trial
 
-DATA = build_config(
-    {"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}
-).data.for_trial()
+DATA = build_config({"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}).data.for_trial()
 
 
 class Recorder:

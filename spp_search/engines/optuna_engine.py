@@ -156,9 +156,7 @@ def wants_retry(trial: optuna.Trial, result: TrialResult, max_retries: int) -> b
 
 def enqueue_retry(study: optuna.Study, trial: optuna.Trial) -> None:
     attempt = int(trial.user_attrs.get("attempt", 1)) + 1
-    study.enqueue_trial(
-        trial.params, user_attrs={"attempt": attempt, "retry_of": trial.number}, skip_if_exists=False
-    )
+    study.enqueue_trial(trial.params, user_attrs={"attempt": attempt, "retry_of": trial.number}, skip_if_exists=False)
 
 
 @dataclass
@@ -189,10 +187,15 @@ def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, st
     return best.number, best.value, describe(best.user_attrs["factors"], names)
 
 
-def run_study(config: StudyConfig, runner, device: str, console: Console) -> StudySummary:
-    """Run trials until the study holds ``config.study.trials`` counted trials."""
+def run_study(config: StudyConfig, runner, device: str, console: Console, prepare=None) -> StudySummary:
+    """Run trials until the study holds ``config.study.trials`` counted trials.
+
+    ``prepare(study)`` runs once on a new study (an ablation enqueues its configurations there).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(config)
+    if prepare is not None and not study.get_trials(deepcopy=False):
+        prepare(study)
     tracker = Tracker(config.study.tracking_uri, config.study.name)
     tracker.open_study(config.to_dict(), {**config.defaults, "device": device})
     recovered = recover_orphans(study, config) + tracker.close_orphans()
@@ -213,13 +216,10 @@ def run_study(config: StudyConfig, runner, device: str, console: Console) -> Stu
         raise
     finally:
         outcomes = Counter(
-            t.user_attrs.get("outcome", t.state.name.lower())
-            for t in study.get_trials(deepcopy=False, states=FINISHED)
+            t.user_attrs.get("outcome", t.state.name.lower()) for t in study.get_trials(deepcopy=False, states=FINISHED)
         )
         best = best_of(study, names)
-        tracker.close_study(
-            {"trials_finished": counted(study), "best_val_accuracy": best[1] if best else None}, status
-        )
+        tracker.close_study({"trials_finished": counted(study), "best_val_accuracy": best[1] if best else None}, status)
         console.print(summary_table(outcomes, time.perf_counter() - start))
         if best:
             console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
@@ -231,11 +231,10 @@ def run_one(study, config, runner, tracker, device, progress, names) -> None:
     trial = study.ask()
     factors = config.space.suggest(trial, config.defaults)
     trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
-    run_id = tracker.start_trial(
-        trial.number,
-        factors,
-        {"seed": config.study.seed + trial.number, "epochs": config.study.epochs, "device": device},
-    )
+    extra = {"seed": config.study.seed + trial.number, "epochs": config.study.epochs, "device": device}
+    if "arm" in trial.user_attrs:
+        extra["arm"] = trial.user_attrs["arm"]
+    run_id = tracker.start_trial(trial.number, factors, extra)
     trial.set_user_attr("mlflow_run_id", run_id)
     spec = TrialSpec(
         trial.number,
