@@ -51,6 +51,7 @@ def _run_options(run: argparse.ArgumentParser) -> None:
         help="a trial past it is stopped, outcome timeout (default 1800, 0 = off)",
     )
     add("--max-retries", type=int, help="retries of a crashed or timed-out trial (default 2)")
+    add("--workers", type=int, help="trials run at once (default: 1 on a GPU, min(cores, 4) on a CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,20 +104,25 @@ def _config(args: argparse.Namespace, overrides: dict):
     return load_config(path, {"study.name": args.study_name, "study.storage": args.storage, **overrides})
 
 
-def make_runner(config, device: str):
-    """The trial runner the config asks for: a budgeted worker process, or inline."""
+def make_runners(config, device: str) -> list:
+    """One trial runner per worker slot: budgeted worker processes, or a single inline runner."""
+    import os
+
     from spp_search.config import parse_bytes
     from spp_search.isolation import Budgets, InlineRunner, ProcessRunner
 
     s = config.study
     if s.isolation == "inline":
-        return InlineRunner()
+        return [InlineRunner()]
     budgets = Budgets(
         host_memory_bytes=parse_bytes("host_memory_budget", s.host_memory_budget),
         gpu_memory_bytes=parse_bytes("gpu_memory_budget", s.gpu_memory_budget),
         trial_timeout_s=s.trial_timeout or None,
     )
-    return ProcessRunner(device, budgets)
+    cores = os.cpu_count() or 1
+    workers = s.workers or (1 if device == "gpu" else min(cores, 4))
+    threads = max(1, cores // workers) if device == "cpu" else None
+    return [ProcessRunner(device, budgets, threads) for _ in range(workers)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,10 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "study.gpu_memory_budget": args.gpu_memory_budget,
             "study.trial_timeout": args.trial_timeout,
             "study.max_retries": args.max_retries,
+            "study.workers": args.workers,
         },
     )
     device = resolve_device(config.study.device)
-    runner = make_runner(config, device)
+    runners = make_runners(config, device)
     prepare = None
     if config.ablation:
         from spp_search.ablation import arms, enqueue
@@ -150,9 +157,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         configs, repeats = arms(config.ablation)
         prepare = lambda study: enqueue(study, configs, repeats, config.defaults)  # noqa: E731
     try:
-        run_study(config, runner, device, Console(), prepare)
+        run_study(config, runners, device, Console(), prepare)
     finally:
-        runner.close()
+        for runner in runners:
+            runner.close()
     return 0
 
 

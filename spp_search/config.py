@@ -68,6 +68,7 @@ class StudySettings:
     gpu_memory_budget: str = "none"
     trial_timeout: float = 1800.0
     max_retries: int = 2
+    workers: int = 0
     failure_feedback: bool = True
 
     def __post_init__(self) -> None:
@@ -76,6 +77,15 @@ class StudySettings:
         if self.trial_timeout < 0 or self.max_retries < 0:
             bad = "trial_timeout" if self.trial_timeout < 0 else "max_retries"
             raise ConfigError(must(bad, "be >= 0 (0 = off)", getattr(self, bad), "E.g. 1800 and 2."))
+        if self.workers < 0 or (self.isolation == "inline" and self.workers > 1):
+            raise ConfigError(
+                must(
+                    "workers",
+                    "be >= 0 (0 = auto), and 1 with isolation inline",
+                    self.workers,
+                    "Use --isolation process for several workers.",
+                )
+            )
         if self.isolation == "inline" and self.host_memory_budget != "none":
             raise ConfigError(
                 must(
@@ -151,6 +161,7 @@ class StudyConfig:
             "gpu_memory_budget",
             "trial_timeout",
             "max_retries",
+            "workers",
         ):
             d["study"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

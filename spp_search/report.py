@@ -58,6 +58,7 @@ def _trial_rows(study: optuna.Study) -> list[dict]:
             {
                 **factors,
                 "number": t.number,
+                "arm": t.user_attrs.get("arm"),
                 "outcome": outcome,
                 "value": t.value,
                 "failed": outcome not in (Outcome.OK.value, Outcome.PRUNED.value),

@@ -23,8 +23,10 @@ interrupted by the user, whose configuration is enqueued to run again.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import optuna
@@ -187,8 +189,92 @@ def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, st
     return best.number, best.value, describe(best.user_attrs["factors"], names)
 
 
-def run_study(config: StudyConfig, runner, device: str, console: Console, prepare=None) -> StudySummary:
-    """Run trials until the study holds ``config.study.trials`` counted trials.
+class TrialLoop:
+    """Ask, train, tell and track trials on one or more runners until the study's total.
+
+    Each runner (a worker process) gets its own thread; asking is serialised under a lock and a
+    trial is only asked while ``counted + in flight < total``, so concurrent slots never overshoot.
+    """
+
+    def __init__(self, study, config, tracker, device, progress, names) -> None:
+        self.study, self.config, self.tracker, self.device = study, config, tracker, device
+        self.progress, self.names = progress, names
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.in_flight = self.ran = 0
+
+    def claim(self) -> optuna.Trial | None:
+        with self.lock:
+            if self.stop.is_set() or counted(self.study) + self.in_flight >= self.config.study.trials:
+                return None
+            self.in_flight += 1
+            return self.study.ask()
+
+    def slot(self, runner) -> None:
+        """One runner's loop: claim a trial, run it, repeat."""
+        while (trial := self.claim()) is not None:
+            try:
+                self.run_one(trial, runner)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+                    self.ran += 1
+
+    def run(self, runners: list) -> None:
+        """Run the slots (in the calling thread when there is one runner: Ctrl-C stops it there)."""
+        if len(runners) == 1:
+            self.slot(runners[0])
+            return
+        with ThreadPoolExecutor(len(runners), thread_name_prefix="trial-slot") as pool:
+            futures = [pool.submit(self.slot, r) for r in runners]
+            try:
+                while not all(f.done() for f in futures):
+                    done, _ = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                    for f in done:
+                        f.result()  # re-raise a slot's failure (a config error) here
+            except BaseException:
+                self.stop.set()
+                for r in runners:
+                    r.abort()
+                wait(futures)
+                raise
+
+    def run_one(self, trial: optuna.Trial, runner) -> None:
+        """Train, tell and track one asked trial."""
+        study, config, tracker = self.study, self.config, self.tracker
+        factors = config.space.suggest(trial, config.defaults)
+        trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
+        seed = config.study.seed + trial.number
+        extra = {"seed": seed, "epochs": config.study.epochs, "device": self.device}
+        if "arm" in trial.user_attrs:
+            extra["arm"] = trial.user_attrs["arm"]
+        run_id = tracker.start_trial(trial.number, factors, extra)
+        trial.set_user_attr("mlflow_run_id", run_id)
+        spec = TrialSpec(trial.number, factors, config.data.for_trial(), config.study.epochs, seed, self.device)
+        reporter = OptunaReporter(trial, tracker, run_id, config.study.pruner != "none")
+        start = time.perf_counter()
+        try:
+            result = runner.run(spec, reporter)
+        except BaseException:
+            trial.set_user_attr("outcome", INTERRUPTED)
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+            tracker.kill_trial(run_id, INTERRUPTED)
+            raise
+        retried = wants_retry(trial, result, config.study.max_retries)
+        if retried:
+            trial.set_user_attr(RETRIED, True)  # recorded, but not counted toward the total
+        frozen = tell(study, trial, result, reporter, config.study.failure_feedback)
+        if retried:
+            enqueue_retry(study, trial)
+        tags = {"optuna_state": frozen.state.name, "attempt": str(trial.user_attrs.get("attempt", 1))}
+        tracker.end_trial(run_id, result, {**tags, RETRIED: str(retried).lower()})
+        self.progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, self.names))
+        if result.outcome is Outcome.CONFIG_ERROR:
+            raise ConfigError(result.error_message)
+
+
+def run_study(config: StudyConfig, runners: list, device: str, console: Console, prepare=None) -> StudySummary:
+    """Run trials on ``runners`` until the study holds ``config.study.trials`` counted trials.
 
     ``prepare(study)`` runs once on a new study (an ablation enqueues its configurations there).
     """
@@ -202,66 +288,23 @@ def run_study(config: StudyConfig, runner, device: str, console: Console, prepar
     if recovered:
         console.print(f"closed {recovered} trial(s) left running by an interrupted run")
     names = config.space.names or ("levels", "pooling")
-    total, start, run = config.study.trials, time.perf_counter(), 0
-    label = f"{config.study.name} ({device})"
-    status = "FAILED"
+    total, start = config.study.trials, time.perf_counter()
+    label = f"{config.study.name} ({device}, {len(runners)} worker{'s' if len(runners) > 1 else ''})"
+    status, loop = "FAILED", None
     try:
         with StudyProgress(console, total, min(counted(study), total), label) as progress:
-            while counted(study) < total:
-                run_one(study, config, runner, tracker, device, progress, names)
-                run += 1
+            loop = TrialLoop(study, config, tracker, device, progress, names)
+            loop.run(runners)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        outcomes = Counter(
-            t.user_attrs.get("outcome", t.state.name.lower()) for t in study.get_trials(deepcopy=False, states=FINISHED)
-        )
+        finished = study.get_trials(deepcopy=False, states=FINISHED)
+        outcomes = Counter(t.user_attrs.get("outcome", t.state.name.lower()) for t in finished)
         best = best_of(study, names)
         tracker.close_study({"trials_finished": counted(study), "best_val_accuracy": best[1] if best else None}, status)
         console.print(summary_table(outcomes, time.perf_counter() - start))
         if best:
             console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
-    return StudySummary(outcomes, best, run)
-
-
-def run_one(study, config, runner, tracker, device, progress, names) -> None:
-    """Ask, train, tell and track one trial."""
-    trial = study.ask()
-    factors = config.space.suggest(trial, config.defaults)
-    trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
-    extra = {"seed": config.study.seed + trial.number, "epochs": config.study.epochs, "device": device}
-    if "arm" in trial.user_attrs:
-        extra["arm"] = trial.user_attrs["arm"]
-    run_id = tracker.start_trial(trial.number, factors, extra)
-    trial.set_user_attr("mlflow_run_id", run_id)
-    spec = TrialSpec(
-        trial.number,
-        factors,
-        config.data.for_trial(),
-        config.study.epochs,
-        config.study.seed + trial.number,
-        device,
-    )
-    reporter = OptunaReporter(trial, tracker, run_id, config.study.pruner != "none")
-    start = time.perf_counter()
-    try:
-        result = runner.run(spec, reporter)
-    except BaseException:
-        trial.set_user_attr("outcome", INTERRUPTED)
-        study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
-        tracker.kill_trial(run_id, INTERRUPTED)
-        raise
-    retried = wants_retry(trial, result, config.study.max_retries)
-    if retried:
-        trial.set_user_attr(RETRIED, True)  # recorded, but not counted toward the total
-    frozen = tell(study, trial, result, reporter, config.study.failure_feedback)
-    if retried:
-        enqueue_retry(study, trial)
-    tags = {"optuna_state": frozen.state.name, "attempt": str(trial.user_attrs.get("attempt", 1))}
-    tracker.end_trial(run_id, result, {**tags, RETRIED: str(retried).lower()})
-    progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, names))
-    if result.outcome is Outcome.CONFIG_ERROR:
-        raise ConfigError(result.error_message)
+    return StudySummary(outcomes, best, loop.ran if loop else 0)
