@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from spp_search.engines.budget import TICKET
 from spp_search.errors import ConfigError, must
 from spp_search.factors import check_factor, param_text
 
@@ -96,6 +97,6 @@ def enqueue(study, configs: list[Arm], repeats: int, defaults: dict) -> int:
         for arm in configs:
             factors = {**defaults, **arm.overrides}
             params = {k: param_text(factors[k]) for k in space_for(configs, defaults)}
-            study.enqueue_trial(params, user_attrs={"arm": arm.name}, skip_if_exists=False)
+            study.enqueue_trial(params, user_attrs={"arm": arm.name, TICKET: True}, skip_if_exists=False)
             count += 1
     return count

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from spp_search.errors import ConfigError, SppSearchError, must
+from spp_search.redaction import redact
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "default.yaml"
 
@@ -28,15 +29,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_options(run: argparse.ArgumentParser) -> None:
-    """Options of every command that trains (``run``, ``ablate``)."""
+    """Options of every command that trains a study (``run``, ``ablate``)."""
     _common(run)
     add = run.add_argument
     add("--trials", type=int, help="the study's total number of trials (default 50)")
     add("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     add("--seed", type=int, help="seed of the sampler and of trial initialisation")
     add("--epochs", type=int, help="training epochs per trial")
-    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one")
     add("--data", help="image folder (one subfolder per class) instead of built-in data")
+    add("--engine", choices=("optuna", "keras-tuner"), help="search engine (default optuna)")
+    add("--tuner", choices=("random", "bayesian", "hyperband"), help="KerasTuner's tuner (default bayesian)")
+    _worker_options(run)
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how trials run (``run``, ``ablate``, ``worker``)."""
+    add = parser.add_argument
+    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one")
     add(
         "--isolation",
         choices=("process", "inline"),
@@ -66,13 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         "  mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,ablate,report,export-best,train}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,ablate,worker,report,export-best,train}")
     run = sub.add_parser("run", help="run (or resume) a study: the default command")
     _run_options(run)
     run.set_defaults(handler=cmd_run)
     ablate = sub.add_parser("ablate", help="run a config's `ablation` (fixed configurations x seeds)")
     _run_options(ablate)
     ablate.set_defaults(handler=cmd_ablate)
+    worker = sub.add_parser("worker", help="join a running study (e.g. from another machine) until its total")
+    worker.add_argument("--study-name", required=True, help="the study to join")
+    worker.add_argument("--storage", required=True, help="its Optuna storage URL")
+    worker.add_argument("--tracking-uri", help="MLflow tracking URI (default: the study's, if it holds no secret)")
+    _worker_options(worker)
+    worker.set_defaults(handler=cmd_worker)
     report = sub.add_parser("report", help="write report.md/.html and plots; log them to MLflow")
     _common(report)
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
@@ -126,38 +141,83 @@ def make_runners(config, device: str) -> list:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from spp_search.devices import resolve_device
-    from spp_search.engines.optuna_engine import run_study
-
-    config = _config(
-        args,
-        {
-            "study.trials": args.trials,
-            "study.tracking_uri": args.tracking_uri,
-            "study.seed": args.seed,
-            "study.epochs": args.epochs,
-            "study.device": args.device,
-            "data.source": args.data,
-            "study.isolation": args.isolation,
-            "study.host_memory_budget": args.host_memory_budget,
-            "study.gpu_memory_budget": args.gpu_memory_budget,
-            "study.trial_timeout": args.trial_timeout,
-            "study.max_retries": args.max_retries,
-            "study.workers": args.workers,
-        },
-    )
-    device = resolve_device(config.study.device)
-    runners = make_runners(config, device)
+    overrides = {
+        "study.trials": args.trials,
+        "study.tracking_uri": args.tracking_uri,
+        "study.seed": args.seed,
+        "study.epochs": args.epochs,
+        "data.source": args.data,
+        "study.engine": args.engine,
+        "study.tuner": args.tuner,
+        **_placement(args),
+    }
+    config = _config(args, overrides)
     prepare = None
     if config.ablation:
         from spp_search.ablation import arms, enqueue
 
         configs, repeats = arms(config.ablation)
         prepare = lambda study: enqueue(study, configs, repeats, config.defaults)  # noqa: E731
+    return _train_study(config, prepare)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Join an existing study: its config comes from the storage; run tickets until the total."""
+    from spp_search.config import build_config
+    from spp_search.export import load_study
+
+    stored = dict(load_study(args.study_name, args.storage).user_attrs.get("config") or {})
+    if not stored:
+        raise ConfigError(
+            must(
+                "study-name",
+                "name a study created by `study.py run`",
+                args.study_name,
+                "Start it with `python study.py run --storage ...` first.",
+            )
+        )
+    tracking = args.tracking_uri or stored["study"]["tracking_uri"]
+    if "***" in tracking:
+        raise ConfigError(
+            must(
+                "tracking-uri",
+                "be given: the study's holds a secret",
+                tracking,
+                "Pass --tracking-uri with its credentials.",
+            )
+        )
+    config = build_config(stored, {"study.storage": args.storage, "study.tracking_uri": tracking, **_placement(args)})
+    return _train_study(config, join=True)
+
+
+def _placement(args: argparse.Namespace) -> dict:
+    """Config overrides from the where-and-how options."""
+    return {
+        "study.device": args.device,
+        "study.isolation": args.isolation,
+        "study.host_memory_budget": args.host_memory_budget,
+        "study.gpu_memory_budget": args.gpu_memory_budget,
+        "study.trial_timeout": args.trial_timeout,
+        "study.max_retries": args.max_retries,
+        "study.workers": args.workers,
+    }
+
+
+def _train_study(config, prepare=None, join: bool = False) -> int:
+    from rich.console import Console
+
+    from spp_search.devices import resolve_device
+    from spp_search.engines.optuna_engine import run_study
+
+    device = resolve_device(config.study.device)
+    runners = make_runners(config, device)
     try:
-        run_study(config, runners, device, Console(), prepare)
+        if config.study.engine == "keras-tuner":
+            from spp_search.engines.keras_tuner_engine import run_keras_tuner
+
+            run_keras_tuner(config, runners[:1], device, Console(), Path("kt_projects"))
+        else:
+            run_study(config, runners, device, Console(), prepare, join=join)
     finally:
         for runner in runners:
             runner.close()
@@ -226,22 +286,41 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "ablate", "report", "export-best", "train", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "ablate", "worker", "report", "export-best", "train", "-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     start = time.perf_counter()
+    stopped_by = _stop_on_sigterm()
     try:
         return args.handler(args)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except SppSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        name = stopped_by.get("signal", "SIGINT")
         print(
-            f"interrupted after {time.perf_counter() - start:.0f} s; rerun the same command to resume",
+            f"stopped by {name} after {time.perf_counter() - start:.0f} s; running trials were recorded as "
+            "interrupted and re-queued: rerun the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if name == "SIGTERM" else 130
+
+
+def _stop_on_sigterm() -> dict:
+    """SIGTERM stops a study like Ctrl-C: trials recorded, MLflow runs closed, non-zero exit."""
+    import signal
+    import threading
+
+    seen: dict = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum, frame):
+            seen["signal"] = "SIGTERM"
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
+    return seen

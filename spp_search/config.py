@@ -31,6 +31,8 @@ SAMPLERS = ("tpe", "random")
 ISOLATIONS = ("process", "inline")
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 PRUNERS = ("median", "none")
+ENGINES = ("optuna", "keras-tuner")
+TUNERS = ("random", "bayesian", "hyperband")
 DEVICES = ("auto", "cpu", "gpu")
 SECTIONS = ("study", "data", "defaults", "space", "ablation", "result")
 
@@ -70,6 +72,8 @@ class StudySettings:
     max_retries: int = 2
     workers: int = 0
     failure_feedback: bool = True
+    engine: str = "optuna"
+    tuner: str = "bayesian"
 
     def __post_init__(self) -> None:
         parse_bytes("host_memory_budget", self.host_memory_budget)
@@ -95,7 +99,14 @@ class StudySettings:
                     "Use --isolation process to enforce it.",
                 )
             )
-        checks = (("sampler", SAMPLERS), ("pruner", PRUNERS), ("device", DEVICES), ("isolation", ISOLATIONS))
+        checks = (
+            ("sampler", SAMPLERS),
+            ("pruner", PRUNERS),
+            ("device", DEVICES),
+            ("isolation", ISOLATIONS),
+            ("engine", ENGINES),
+            ("tuner", TUNERS),
+        )
         for name, options in checks:
             if getattr(self, name) not in options:
                 raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
@@ -234,11 +245,12 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     if ablation is not None:
         from spp_search.ablation import arms, space_for
 
-        if raw.get("space"):
-            raise ConfigError(must("space", "be absent in an ablation (it is derived)", "space", "Remove it."))
         configs, repeats = arms(ablation)
+        derived = space_for(configs, defaults)
+        if raw.get("space") and raw["space"] != derived:  # a stored config holds the derived space
+            raise ConfigError(must("space", "be absent in an ablation (it is derived)", "space", "Remove it."))
         study = dataclasses.replace(study, trials=len(configs) * repeats, pruner="none")
-        raw = {**raw, "space": space_for(configs, defaults)}
+        raw = {**raw, "space": derived}
     return StudyConfig(study, data, defaults, SearchSpace.from_dict(raw.get("space")), ablation)
 
 

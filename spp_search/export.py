@@ -15,11 +15,12 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.trial import TrialState
 
+from spp_search.engines.budget import counted_trials, outcome_of
 from spp_search.errors import ConfigError, must
 from spp_search.outcomes import Outcome
 from spp_search.redaction import redact
+from spp_search.storage import make_storage
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
@@ -35,10 +36,11 @@ def load_study(name: str, storage: str) -> optuna.Study:
                 "Run the study first, or pass the --storage it used.",
             )
         )
+    store = make_storage(storage)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=store)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
         raise ConfigError(
             must(
                 "study-name",
@@ -50,12 +52,8 @@ def load_study(name: str, storage: str) -> optuna.Study:
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count: finished, not interrupted, not a retried attempt."""
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        if t.user_attrs.get("outcome") not in (None, "interrupted") and not t.user_attrs.get("retried")
-    ]
+    """Trials that count: finished, not superseded by a re-run (see ``engines.budget``)."""
+    return counted_trials(study)
 
 
 def _ok(trials) -> list[optuna.trial.FrozenTrial]:
@@ -85,7 +83,7 @@ def best_trial(study: optuna.Study, by: str = "accuracy") -> tuple[optuna.trial.
 
     def record(runs: list) -> dict:
         ok = _ok(runs)
-        failures = sum(t.user_attrs["outcome"] not in ("ok", "pruned") for t in runs)
+        failures = sum(outcome_of(t) not in ("ok", "pruned") for t in runs)
         return {
             "runs": len(runs),
             "failures": failures,

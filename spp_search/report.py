@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from spp_search.claims import verdicts
+from spp_search.engines.budget import counted_trials, outcome_of
 from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
 from spp_search.stats import (
@@ -47,13 +48,11 @@ class StudyData:
 
 def _trial_rows(study: optuna.Study) -> list[dict]:
     rows = []
-    for t in study.get_trials(deepcopy=False, states=FINISHED):
-        if "factors" not in t.user_attrs or t.user_attrs.get("outcome") in (None, "interrupted"):
-            continue
-        if t.user_attrs.get("retried"):
-            continue
+    for t in counted_trials(study):
+        if "factors" not in t.user_attrs:
+            continue  # lost before it was set up
         factors = {k: param_text(v) if isinstance(v, list) else v for k, v in t.user_attrs["factors"].items()}
-        outcome = t.user_attrs["outcome"]
+        outcome = outcome_of(t)
         rows.append(
             {
                 **factors,

@@ -13,6 +13,7 @@ a parameter conditional on factors declared before it. Every value is checked by
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from spp_search.errors import ConfigError, must
@@ -41,6 +42,16 @@ class Param:
 
     def active(self, factors: dict) -> bool:
         return all(factors.get(k) in allowed for k, allowed in self.when.items())
+
+    def distribution(self):
+        """The Optuna distribution of this parameter (choices are known by their labels)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.choices is not None:
+            return CategoricalDistribution(list(self.labels))
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def to_dict(self) -> dict:
         out: dict = {}
@@ -133,6 +144,31 @@ class SearchSpace:
             else:
                 factors[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
         return factors
+
+    def keras_tuner(self, hp) -> None:
+        """Declare the space on ``keras_tuner.HyperParameters`` (``when`` becomes a conditional scope)."""
+        for p in self.params:
+            with contextlib.ExitStack() as scopes:
+                for parent, allowed in p.when.items():
+                    scopes.enter_context(hp.conditional_scope(parent, [param_text(v) for v in allowed]))
+                if p.choices is not None:
+                    hp.Choice(p.name, list(p.labels))
+                elif p.integer:
+                    step = int(p.step or 1)
+                    hp.Int(p.name, int(p.low), int(p.high), step=step, sampling="log" if p.log else "linear")
+                else:
+                    hp.Float(p.name, p.low, p.high, step=p.step, sampling="log" if p.log else "linear")
+
+    def from_keras_tuner(self, hp, defaults: dict) -> tuple[dict, dict]:
+        """Factors (and Optuna-style params) of a KerasTuner trial's active hyperparameters."""
+        factors, params = dict(defaults), {}
+        for p in self.params:
+            if not hp.is_active(p.name):
+                continue
+            value = hp.get(p.name)
+            params[p.name] = value
+            factors[p.name] = p.choices[p.labels.index(value)] if p.choices is not None else value
+        return factors, params
 
     def params_for(self, factors: dict) -> dict:
         """Optuna params (labels for categoricals) that reproduce ``factors``, for enqueueing."""

@@ -5,6 +5,7 @@ Kept in the package (not under ``tests/``) so benchmarks can check exactness wit
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -89,3 +90,26 @@ def run_enqueued(tmp_path, name: str, trials: list[dict], data: dict | None = No
     runs = client.search_runs([experiment.experiment_id], "tags.`spp_search.role` = 'trial'")
     runs.sort(key=lambda r: int(r.data.tags["spp_search.trial_number"]))
     return code, optuna.load_study(study_name=name, storage=storage), runs, client
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str):
+    """A new, empty PostgreSQL or MariaDB database on the local server, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy
+
+    name = f"spp_{uuid.uuid4().hex[:10]}"
+    admin = {
+        "postgresql": "postgresql://postgres@127.0.0.1:5432/postgres",
+        "mysql": "mysql+pymysql://root@127.0.0.1:3306/mysql",
+    }[kind]
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    try:
+        yield admin.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE {name}" + (" WITH (FORCE)" if kind == "postgresql" else "")))
+        engine.dispose()

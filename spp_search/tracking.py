@@ -58,13 +58,19 @@ class Tracker:
             self.client.log_text(self.parent_id, yaml.safe_dump(value, sort_keys=False), name)
         return self.parent_id
 
-    def close_orphans(self) -> int:
-        """Mark trial runs left RUNNING by a killed process as KILLED; return how many."""
+    def close_orphans(self, live: set[str]) -> int:
+        """Mark trial runs left RUNNING by a killed process as KILLED; return how many.
+
+        ``live``: run ids of trials still running in the Optuna storage (maybe on another
+        worker): those are left alone.
+        """
         orphans = self._runs(f"tags.`{PARENT}` = '{self.parent_id}' and attributes.status = 'RUNNING'")
+        closed = 0
         for run in orphans:
-            self.client.set_tag(run.info.run_id, "outcome", "interrupted")
-            self.client.set_terminated(run.info.run_id, status="KILLED")
-        return len(orphans)
+            if run.info.run_id not in live:
+                self.kill_trial(run.info.run_id, "interrupted")
+                closed += 1
+        return closed
 
     def start_trial(self, number: int, factors: dict, extra: dict[str, object]) -> str:
         """A child run with every factor (and ``extra``) as params."""
@@ -98,9 +104,10 @@ class Tracker:
             self.client.log_text(run_id, redact(result.traceback), "traceback.txt")
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
 
-    def kill_trial(self, run_id: str, reason: str) -> None:
-        """Close a trial run that did not finish (interrupted): KILLED, with the reason."""
-        self.client.set_tag(run_id, "outcome", reason)
+    def kill_trial(self, run_id: str, outcome: str, message: str | None = None) -> None:
+        """Close a trial run that did not finish (interrupted, worker lost): KILLED."""
+        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", message)] if message else [])
+        self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status="KILLED")
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:

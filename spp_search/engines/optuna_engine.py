@@ -16,12 +16,17 @@ How outcomes reach Optuna (and so the sampler):
 Every trial carries ``outcome``, ``factors``, ``mlflow_run_id`` and, for failures, ``error_type``,
 ``error_message``, ``failed_epoch`` and ``failed_step`` user attrs.
 
-``study.trials`` is the study's total: trials already finished in the storage count, except ones
-interrupted by the user, whose configuration is enqueued to run again.
+``study.trials`` is the study's total across every driver and worker (see ``budget.py``): the
+``run`` command tops the study up with tickets, workers only train popped tickets, and trials
+that must run again (interrupted, retried, lost with a dead worker) are superseded by new
+tickets. RDB storages keep a heartbeat per running trial; a stale one (its driver was killed) is
+failed, its MLflow run closed as KILLED, and its configuration re-queued up to ``max_retries``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -30,20 +35,23 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
 
 from spp_search.config import StudyConfig
+from spp_search.engines import budget
+from spp_search.engines.budget import attempt_of, requeue
 from spp_search.errors import ConfigError, must
 from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
 from spp_search.redaction import redact
+from spp_search.storage import HEARTBEAT_S, make_storage
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-INTERRUPTED = "interrupted"
+FINISHED = budget.FINISHED
 RETRIED = "retried"
 
 
@@ -59,11 +67,15 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
-def open_study(config: StudyConfig) -> optuna.Study:
-    """Create the study, or load it if it exists and was made from the same experiment."""
+def open_study(config: StudyConfig, holder: dict | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists and was made from the same experiment.
+
+    ``holder`` receives the tracker and config later, for the heartbeat's stale-trial callback.
+    """
+    storage = make_storage(config.study.storage, on_stale(holder if holder is not None else {}))
     study = optuna.create_study(
         study_name=config.study.name,
-        storage=config.study.storage,
+        storage=storage,
         direction="maximize",
         sampler=make_sampler(config),
         pruner=make_pruner(config),
@@ -85,23 +97,17 @@ def open_study(config: StudyConfig) -> optuna.Study:
     return study
 
 
-def counted(study: optuna.Study) -> int:
-    """Trials that count toward the total: finished ones, except interrupted and retried ones."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=FINISHED)
-        if t.user_attrs.get("outcome") != INTERRUPTED and not t.user_attrs.get(RETRIED)
-    )
+def on_stale(holder: dict):
+    """Optuna's heartbeat callback for a trial whose driver died: close its run, re-queue it."""
 
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tracker, config = holder.get("tracker"), holder.get("config")
+        if tracker is not None and "mlflow_run_id" in trial.user_attrs:
+            tracker.kill_trial(trial.user_attrs["mlflow_run_id"], "crash", "worker lost: no heartbeat")
+        if config is not None and attempt_of(trial) <= config.study.max_retries:
+            requeue(study, trial, attempt_of(trial) + 1)
 
-def recover_orphans(study: optuna.Study, config: StudyConfig) -> int:
-    """Trials left RUNNING by a killed driver: mark FAIL/interrupted and enqueue them again."""
-    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in orphans:  # Optuna has no public API to annotate a trial this process did not ask
-        study._storage.set_trial_user_attr(t._trial_id, "outcome", INTERRUPTED)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, skip_if_exists=False)
-    return len(orphans)
+    return callback
 
 
 class OptunaReporter:
@@ -153,12 +159,7 @@ def tell(
 
 def wants_retry(trial: optuna.Trial, result: TrialResult, max_retries: int) -> bool:
     """A crash or timeout is retried while its attempt number is at most ``max_retries``."""
-    return result.outcome.transient and int(trial.user_attrs.get("attempt", 1)) <= max_retries
-
-
-def enqueue_retry(study: optuna.Study, trial: optuna.Trial) -> None:
-    attempt = int(trial.user_attrs.get("attempt", 1)) + 1
-    study.enqueue_trial(trial.params, user_attrs={"attempt": attempt, "retry_of": trial.number}, skip_if_exists=False)
+    return result.outcome.transient and attempt_of(trial) <= max_retries
 
 
 @dataclass
@@ -190,24 +191,41 @@ def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, st
 
 
 class TrialLoop:
-    """Ask, train, tell and track trials on one or more runners until the study's total.
+    """Claim, train, tell and track trials on one or more runners until the budget is spent.
 
-    Each runner (a worker process) gets its own thread; asking is serialised under a lock and a
-    trial is only asked while ``counted + in flight < total``, so concurrent slots never overshoot.
+    Each runner (a worker process) gets its own thread. A slot claims a ticket (``budget.py``)
+    under a lock; when none is waiting but trials still run elsewhere, it waits, failing stale
+    ones (dead drivers) so their tickets come back. A heartbeat thread keeps this driver's
+    running trials alive in RDB storages.
     """
 
     def __init__(self, study, config, tracker, device, progress, names) -> None:
         self.study, self.config, self.tracker, self.device = study, config, tracker, device
         self.progress, self.names = progress, names
         self.lock, self.stop = threading.Lock(), threading.Event()
-        self.in_flight = self.ran = 0
+        self.in_flight: dict[int, int] = {}  # trial id -> number, for heartbeats
+        self.ran = 0
 
     def claim(self) -> optuna.Trial | None:
-        with self.lock:
-            if self.stop.is_set() or counted(self.study) + self.in_flight >= self.config.study.trials:
-                return None
-            self.in_flight += 1
-            return self.study.ask()
+        """The next ticket, or None when the study's total is reached (or we are stopping)."""
+        while not self.stop.is_set():
+            with self.lock:
+                if budget.counted(self.study) >= self.config.study.trials:
+                    return None
+                if budget.waiting(self.study):
+                    trial = self.study.ask()
+                    if trial.user_attrs.get(budget.TICKET):
+                        self.in_flight[trial._trial_id] = trial.number
+                        self._beat_now(trial._trial_id)  # a trial with no heartbeat is never stale
+                        return trial
+                    trial.set_user_attr("outcome", budget.NO_BUDGET)  # a race for the last ticket
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    continue
+                if not budget.running(self.study):
+                    return None  # nothing left to run anywhere
+            optuna.storages.fail_stale_trials(self.study)
+            self.stop.wait(HEARTBEAT_S)
+        return None
 
     def slot(self, runner) -> None:
         """One runner's loop: claim a trial, run it, repeat."""
@@ -216,14 +234,41 @@ class TrialLoop:
                 self.run_one(trial, runner)
             finally:
                 with self.lock:
-                    self.in_flight -= 1
+                    self.in_flight.pop(trial._trial_id, None)
                     self.ran += 1
+
+    def _beat_now(self, trial_id: int) -> None:
+        if isinstance(self.study._storage, RDBStorage):
+            with contextlib.suppress(Exception):
+                self.study._storage.record_heartbeat(trial_id)
+
+    def beat(self) -> None:
+        """Record heartbeats of this driver's running trials until the loop stops."""
+        storage = self.study._storage  # the storage object; record_heartbeat is its public API
+        while not self.stop.wait(HEARTBEAT_S):
+            with self.lock:
+                ids = list(self.in_flight)
+            for trial_id in ids:
+                with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                    storage.record_heartbeat(trial_id)
 
     def run(self, runners: list) -> None:
         """Run the slots (in the calling thread when there is one runner: Ctrl-C stops it there)."""
-        if len(runners) == 1:
-            self.slot(runners[0])
-            return
+        heart = None
+        if isinstance(self.study._storage, RDBStorage):
+            heart = threading.Thread(target=self.beat, name="heartbeat", daemon=True)
+            heart.start()
+        try:
+            if len(runners) == 1:
+                self.slot(runners[0])
+            else:
+                self._run_threads(runners)
+        finally:
+            self.stop.set()
+            if heart is not None:
+                heart.join(timeout=HEARTBEAT_S + 1)
+
+    def _run_threads(self, runners: list) -> None:
         with ThreadPoolExecutor(len(runners), thread_name_prefix="trial-slot") as pool:
             futures = [pool.submit(self.slot, r) for r in runners]
             try:
@@ -239,7 +284,7 @@ class TrialLoop:
                 raise
 
     def run_one(self, trial: optuna.Trial, runner) -> None:
-        """Train, tell and track one asked trial."""
+        """Train, tell and track one claimed trial."""
         study, config, tracker = self.study, self.config, self.tracker
         factors = config.space.suggest(trial, config.defaults)
         trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
@@ -255,56 +300,72 @@ class TrialLoop:
         try:
             result = runner.run(spec, reporter)
         except BaseException:
-            trial.set_user_attr("outcome", INTERRUPTED)
+            trial.set_user_attr("outcome", budget.INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-            tracker.kill_trial(run_id, INTERRUPTED)
+            budget.requeue(study, trial, budget.attempt_of(trial))  # an interruption costs no attempt
+            tracker.kill_trial(run_id, budget.INTERRUPTED)
             raise
         retried = wants_retry(trial, result, config.study.max_retries)
         if retried:
-            trial.set_user_attr(RETRIED, True)  # recorded, but not counted toward the total
+            trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
         frozen = tell(study, trial, result, reporter, config.study.failure_feedback)
         if retried:
-            enqueue_retry(study, trial)
-        tags = {"optuna_state": frozen.state.name, "attempt": str(trial.user_attrs.get("attempt", 1))}
+            budget.requeue(study, trial, budget.attempt_of(trial) + 1)
+        tags = {"optuna_state": frozen.state.name, "attempt": str(budget.attempt_of(trial))}
         tracker.end_trial(run_id, result, {**tags, RETRIED: str(retried).lower()})
         self.progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, self.names))
         if result.outcome is Outcome.CONFIG_ERROR:
             raise ConfigError(result.error_message)
 
 
-def run_study(config: StudyConfig, runners: list, device: str, console: Console, prepare=None) -> StudySummary:
-    """Run trials on ``runners`` until the study holds ``config.study.trials`` counted trials.
+def run_study(
+    config: StudyConfig, runners: list, device: str, console: Console, prepare=None, join: bool = False
+) -> StudySummary:
+    """Run the study's trials on ``runners`` until its total is reached.
 
     ``prepare(study)`` runs once on a new study (an ablation enqueues its configurations there).
+    ``join`` (the ``worker`` command) only works on tickets others created: it never tops up.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(config)
+    holder: dict = {}
+    study = open_study(config, holder)
     if prepare is not None and not study.get_trials(deepcopy=False):
         prepare(study)
+    if not join:
+        budget.top_up(study, config.study.trials)
+    total = int(study.user_attrs.get("total_trials", config.study.trials))
+    config = dataclasses.replace(config, study=dataclasses.replace(config.study, trials=total))
     tracker = Tracker(config.study.tracking_uri, config.study.name)
+    holder.update(tracker=tracker, config=config)
     tracker.open_study(config.to_dict(), {**config.defaults, "device": device})
-    recovered = recover_orphans(study, config) + tracker.close_orphans()
-    if recovered:
-        console.print(f"closed {recovered} trial(s) left running by an interrupted run")
+    closed = tracker.close_orphans(live_run_ids(study))
+    if closed:
+        console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
     names = config.space.names or ("levels", "pooling")
-    total, start = config.study.trials, time.perf_counter()
+    start = time.perf_counter()
     label = f"{config.study.name} ({device}, {len(runners)} worker{'s' if len(runners) > 1 else ''})"
     status, loop = "FAILED", None
     try:
-        with StudyProgress(console, total, min(counted(study), total), label) as progress:
+        with StudyProgress(console, total, min(budget.counted(study), total), label) as progress:
             loop = TrialLoop(study, config, tracker, device, progress, names)
             loop.run(runners)
-        status = "FINISHED"
+        status = "FINISHED" if budget.counted(study) >= total else "RUNNING"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
-        outcomes = Counter(t.user_attrs.get("outcome", t.state.name.lower()) for t in finished)
+        finished = budget.counted_trials(study)
+        outcomes = Counter(budget.outcome_of(t) for t in finished)
         best = best_of(study, names)
-        tracker.close_study({"trials_finished": counted(study), "best_val_accuracy": best[1] if best else None}, status)
+        metrics = {"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}
+        tracker.close_study(metrics, status)
         console.print(summary_table(outcomes, time.perf_counter() - start))
         if best:
             console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
     return StudySummary(outcomes, best, loop.ran if loop else 0)
+
+
+def live_run_ids(study: optuna.Study) -> set[str]:
+    """MLflow runs of trials still RUNNING in the storage (another worker may own them)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return {t.user_attrs["mlflow_run_id"] for t in running if "mlflow_run_id" in t.user_attrs}

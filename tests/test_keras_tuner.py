@@ -1,0 +1,64 @@
+"""KerasTuner as a second engine: same space, outcomes, MLflow runs, export; conditional space."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from spp_search.cli import main
+from spp_search.factors import default_factors
+from spp_search.space import SearchSpace
+from spp_search.testing import tiny_config
+
+SPACE = {
+    "input_policy": {"choices": ["fixed", "variable_padded"]},
+    "preprocessing": {"choices": ["resize", "letterbox"], "when": {"input_policy": ["fixed"]}},
+    "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+    "batch_size": {"low": 8, "high": 16, "step": 8},
+}
+
+
+def test_one_space_drives_keras_tuner_with_conditions():
+    space, hp = SearchSpace.from_dict(SPACE), kt.HyperParameters()
+    space.keras_tuner(hp)
+    assert {h.name for h in hp.space} == set(SPACE)
+    hp.values["input_policy"] = "variable_padded"
+    factors, params = space.from_keras_tuner(hp, default_factors())
+    assert "preprocessing" not in params and factors["preprocessing"] == "resize"
+    hp.values["input_policy"] = "fixed"
+    hp.values["preprocessing"] = "letterbox"
+    factors, params = space.from_keras_tuner(hp, default_factors())
+    assert factors["preprocessing"] == "letterbox" and params["input_policy"] == "fixed"
+    assert isinstance(factors["batch_size"], int)
+
+
+@pytest.mark.slow
+def test_three_trial_keras_tuner_study_with_an_injected_failure(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_config(tmp_path, name="kt", trials=3, engine="keras-tuner", tuner="random", seed=3)
+    raw["defaults"]["input_policy"] = "variable_padded"
+    raw["space"] = {"head": {"choices": ["spp", "flatten"]}, "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}}
+    path = tmp_path / "kt.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["--config", str(path)]) == 0
+    study = optuna.load_study(study_name="kt", storage=raw["study"]["storage"])
+    assert {t.user_attrs["outcome"] for t in study.trials} == {"ok", "shape_error"}
+    by_head = {(t.params["head"], t.user_attrs["outcome"]) for t in study.trials}
+    assert ("flatten", "shape_error") in by_head and ("spp", "ok") in by_head  # the injected failure
+    assert len(study.trials) == 3 and all(t.user_attrs["engine"] == "keras-tuner" for t in study.trials)
+    client = MlflowClient(raw["study"]["tracking_uri"])
+    runs = client.search_runs([client.get_experiment_by_name("kt").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("spp_search.role") == "trial"]
+    assert len(trials) == 3 and sum(r.data.tags.get("spp_search.role") == "study" for r in runs) == 1
+    for run in trials:
+        status = {"ok": "FINISHED", "shape_error": "FAILED"}[run.data.tags["outcome"]]
+        assert run.info.status == status and run.data.params["engine"] == "keras-tuner"
+    assert (tmp_path / "kt_projects" / "kt" / "oracle.json").is_file()
+    assert main(["export-best", "--config", str(path), "--out", str(tmp_path / "best.yaml")]) == 0
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["defaults"]["head"] == "spp" and best["result"]["study"] == "kt"
+    assert main(["--config", str(path)]) == 0  # resume: nothing left to run
+    assert len(optuna.load_study(study_name="kt", storage=raw["study"]["storage"]).trials) == 3
