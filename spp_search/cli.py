@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(report)
     report.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
+    report.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="STUDY",
+        help="other studies in the same storage to put side by side (e.g. another engine)",
+    )
     report.set_defaults(handler=cmd_report)
     export = sub.add_parser("export-best", help="write the best trial's complete config")
     _common(export)
@@ -246,7 +253,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config = _config(args, {"study.tracking_uri": args.tracking_uri})
     study = load_study(config.study.name, config.study.storage)
-    path = write_report(study, config.study.tracking_uri, args.out / config.study.name)
+    others = [load_study(name, config.study.storage) for name in args.compare]
+    path = write_report(study, config.study.tracking_uri, args.out / config.study.name, others)
     print(f"wrote {path} (and report.html, plots) in {path.parent}")
     return 0
 

@@ -117,6 +117,19 @@ def memory_boundary(data, out: Path) -> str:
     return _save(fig, out, "memory_boundary.png")
 
 
+def best_so_far(datas: list, out: Path) -> str:
+    """Best validation accuracy reached vs trials, one line per study (engine comparison)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for data in datas:
+        frame = data.frame.sort_values("number")
+        values = frame["value"].where(frame["outcome"] == "ok").cummax().to_numpy()
+        ax.plot(np.arange(1, len(values) + 1), values, label=data.name)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best val accuracy so far")
+    ax.legend()
+    return _save(fig, out, "best_so_far.png")
+
+
 def _save(fig, out: Path, name: str) -> str:
     fig.savefig(out / name, dpi=90)
     plt.close(fig)

@@ -85,6 +85,8 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     data.parent_run_id = parents[0].info.run_id if parents else None
     for metric in STABILITY:
         frame[metric] = [runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]]
+    frame["run_start"] = [runs[r].info.start_time / 1000 if r in runs else np.nan for r in frame["run_id"]]
+    frame["run_end"] = [(runs[r].info.end_time or np.nan) / 1000 if r in runs else np.nan for r in frame["run_id"]]
     for number, run_id in zip(frame["number"], frame["run_id"], strict=True):
         if run_id in runs:
             data.curves[number] = [(m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss")]
@@ -255,16 +257,57 @@ def _importance_line(label: str, values: dict) -> str:
     return f"- {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items())
 
 
-def write_report(study: optuna.Study, tracking_uri: str | None, out: Path) -> Path:
-    """Write report.md/.html and plots to ``out``; log them to the parent run. Returns report.md."""
+def engine_of(study: optuna.Study) -> str:
+    settings = study.user_attrs.get("config", {}).get("study", {})
+    engine = settings.get("engine", "optuna")
+    return (
+        f"{engine} {settings.get('tuner')}" if engine == "keras-tuner" else f"optuna {settings.get('sampler', 'tpe')}"
+    )
+
+
+def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
+    """Studies side by side: engine, trials, best accuracy and when it was reached, outcomes, wall time."""
+    rows = []
+    for study, data in studies:
+        frame = data.frame.sort_values("number")
+        ok = frame["value"].where(frame["outcome"] == "ok")
+        best_so_far = ok.cummax()
+        best = best_so_far.max()
+        reached = int(np.argmax(best_so_far.to_numpy() >= 0.95 * best)) + 1 if best == best else None
+        wall = (frame["run_end"].max() - frame["run_start"].min()) if "run_start" in frame else np.nan
+        failed = int(frame["failed"].sum())
+        rows.append(
+            [
+                data.name,
+                engine_of(study),
+                len(frame),
+                f"{best:.4f}" if best == best else "-",
+                reached or "-",
+                f"{(frame['outcome'] == 'ok').sum()} / {(frame['outcome'] == 'pruned').sum()} / {failed}",
+                f"{wall / 60:.1f}" if wall == wall else "-",
+            ]
+        )
+    header = ["study", "engine", "trials", "best val acc", "trials to 95% of best", "ok / pruned / failed", "wall min"]
+    return _md_table(header, rows)
+
+
+def write_report(study: optuna.Study, tracking_uri: str | None, out: Path, compare: list | None = None) -> Path:
+    """Write report.md/.html and plots to ``out``; log them to the parent run. Returns report.md.
+
+    ``compare``: other studies (same storage) to put side by side with this one.
+    """
     import markdown
 
-    from spp_search.plots import optuna_plots, study_plots
+    from spp_search.plots import best_so_far, optuna_plots, study_plots
 
     out.mkdir(parents=True, exist_ok=True)
     data = load_study_data(study, tracking_uri)
     plots = study_plots(data, out) + optuna_plots(study, out) if len(data.frame) else []
     text = build_markdown(study, data, plots)
+    if compare:
+        studies = [(study, data)] + [(other, load_study_data(other, tracking_uri)) for other in compare]
+        plot = best_so_far([d for _, d in studies], out)
+        text += f"\n## Studies side by side\n\n{comparison(studies)}\n\n![{plot}]({plot})\n"
     (out / "report.md").write_text(text)
     html = markdown.markdown(text, extensions=["tables"])
     (out / "report.html").write_text(

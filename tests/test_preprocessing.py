@@ -34,9 +34,9 @@ def test_center_crop_keeps_the_middle():
     assert np.allclose(out, 1.0)
 
 
-def test_bucket_of_rounds_up_and_caps():
+def test_bucket_of_takes_the_nearest_side():
     sides = tf.constant([16, 32, 48])
-    assert [int(bucket_of(tf.constant(s), sides)) for s in (5, 16, 17, 48, 90)] == [0, 0, 1, 2, 2]
+    assert [int(bucket_of(tf.constant(s), sides)) for s in (5, 16, 23, 25, 40, 41, 90)] == [0, 0, 0, 1, 1, 2, 2]
 
 
 def _factors(**kw):
@@ -67,6 +67,14 @@ def test_multi_size_switches_size_every_epoch():
 def test_bucketed_shapes_stay_within_the_buckets():
     sides = default_bucket_sides(TRAIN)
     assert 1 <= len(sides) <= 3 and all(s % 8 == 0 for s in sides)
+    native = TRAIN.sizes().prod(axis=1).mean()
+    bucketed = np.mean(
+        [
+            sides[np.abs(np.array(sides) - h).argmin()] * sides[np.abs(np.array(sides) - w).argmin()]
+            for h, w in TRAIN.sizes()
+        ]
+    )
+    assert abs(bucketed / native - 1) < 0.15  # nearest sides keep the pixel count
     pipes = build_pipelines(TRAIN, VAL, _factors(input_policy="variable_bucketed"), seed=0)
     for shape in _shapes(pipes.train, 20) + _shapes(pipes.val, 20):
         assert shape[1] in sides and shape[2] in sides

@@ -46,6 +46,18 @@ def _wait_counted(storage: str, name: str, at_least: int, timeout: float) -> opt
     raise AssertionError(f"fewer than {at_least} trials after {timeout} s")
 
 
+def _wait_running_on(storage: str, name: str, pid: int, timeout: float) -> None:
+    """Until a trial of driver ``pid`` is running (its ``worker`` attribute ends in the pid)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        study = optuna.load_study(study_name=name, storage=make_storage(storage))
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if any(t.user_attrs.get("worker", "").endswith(f":{pid}") for t in running):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"driver {pid} ran no trial within {timeout} s")
+
+
 def _mlflow_runs(tracking: str, name: str) -> list:
     client = MlflowClient(tracking)
     return client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
@@ -77,7 +89,8 @@ def test_four_workers_on_postgresql_reach_exactly_40_with_one_killed(tmp_path):
         ]
         _wait_counted(storage, "load", 10, 400)
         victim = procs[2]
-        os.killpg(victim.pid, signal.SIGKILL)  # the machine is gone: driver and its trial worker
+        _wait_running_on(storage, "load", victim.pid, 300)
+        os.killpg(victim.pid, signal.SIGKILL)  # mid-trial, the machine is gone: driver and its worker
         codes = [p.wait(timeout=900) for p in procs if p is not victim]
         wall = time.time() - start
         study = optuna.load_study(study_name="load", storage=make_storage(storage))
@@ -93,7 +106,7 @@ def test_four_workers_on_postgresql_reach_exactly_40_with_one_killed(tmp_path):
         assert counted(study) == 40 and len(kept) == 40
         assert all(t.state.is_finished() for t in kept)
         assert len({t.number for t in trials}) == len(trials)
-        assert all(t.number in gone for t in lost)  # each lost trial was re-queued
+        assert lost and all(t.number in gone for t in lost)  # the killed trial was re-queued
         runs = _mlflow_runs(tracking, "load")
         assert not [r for r in runs if r.info.status == "RUNNING"]
         assert sum(r.data.tags.get("spp_search.role") == "study" for r in runs) == 1

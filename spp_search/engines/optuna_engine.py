@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -52,6 +54,7 @@ from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
 FINISHED = budget.FINISHED
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial
 RETRIED = "retried"
 
 
@@ -72,7 +75,9 @@ def open_study(config: StudyConfig, holder: dict | None = None) -> optuna.Study:
 
     ``holder`` receives the tracker and config later, for the heartbeat's stale-trial callback.
     """
-    storage = make_storage(config.study.storage, on_stale(holder if holder is not None else {}))
+    holder = holder if holder is not None else {}
+    storage = make_storage(config.study.storage, on_stale(holder))
+    holder["storage"] = storage  # the RDBStorage itself: the study wraps it in a cache
     study = optuna.create_study(
         study_name=config.study.name,
         storage=storage,
@@ -199,8 +204,9 @@ class TrialLoop:
     running trials alive in RDB storages.
     """
 
-    def __init__(self, study, config, tracker, device, progress, names) -> None:
+    def __init__(self, study, config, tracker, device, progress, names, storage=None) -> None:
         self.study, self.config, self.tracker, self.device = study, config, tracker, device
+        self.heart = storage if isinstance(storage, RDBStorage) else None
         self.progress, self.names = progress, names
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.in_flight: dict[int, int] = {}  # trial id -> number, for heartbeats
@@ -217,6 +223,7 @@ class TrialLoop:
                     if trial.user_attrs.get(budget.TICKET):
                         self.in_flight[trial._trial_id] = trial.number
                         self._beat_now(trial._trial_id)  # a trial with no heartbeat is never stale
+                        trial.set_user_attr("worker", WORKER_ID)
                         return trial
                     trial.set_user_attr("outcome", budget.NO_BUDGET)  # a race for the last ticket
                     self.study.tell(trial, state=TrialState.FAIL)
@@ -238,24 +245,22 @@ class TrialLoop:
                     self.ran += 1
 
     def _beat_now(self, trial_id: int) -> None:
-        if isinstance(self.study._storage, RDBStorage):
-            with contextlib.suppress(Exception):
-                self.study._storage.record_heartbeat(trial_id)
+        if self.heart is not None:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                self.heart.record_heartbeat(trial_id)
 
     def beat(self) -> None:
         """Record heartbeats of this driver's running trials until the loop stops."""
-        storage = self.study._storage  # the storage object; record_heartbeat is its public API
         while not self.stop.wait(HEARTBEAT_S):
             with self.lock:
                 ids = list(self.in_flight)
             for trial_id in ids:
-                with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                    storage.record_heartbeat(trial_id)
+                self._beat_now(trial_id)
 
     def run(self, runners: list) -> None:
         """Run the slots (in the calling thread when there is one runner: Ctrl-C stops it there)."""
         heart = None
-        if isinstance(self.study._storage, RDBStorage):
+        if self.heart is not None:
             heart = threading.Thread(target=self.beat, name="heartbeat", daemon=True)
             heart.start()
         try:
@@ -347,7 +352,7 @@ def run_study(
     status, loop = "FAILED", None
     try:
         with StudyProgress(console, total, min(budget.counted(study), total), label) as progress:
-            loop = TrialLoop(study, config, tracker, device, progress, names)
+            loop = TrialLoop(study, config, tracker, device, progress, names, holder.get("storage"))
             loop.run(runners)
         status = "FINISHED" if budget.counted(study) >= total else "RUNNING"
     except KeyboardInterrupt:

@@ -1,0 +1,94 @@
+"""Input pipeline + training step: images/s of each input-size policy at equal mean pixel count.
+
+Every policy trains the same model on the same built-in images for ``--epochs`` epochs, one
+worker, inline; images/s is measured on the last epoch (the first one traces and fills caches).
+The fixed side is the square root of the images' mean native pixel count, and multi-size scales
+its two sides so their mean pixel count is the same; bucketed and padded use native sizes. The
+number of input shapes traced is recorded, for bucketed also with XLA (``jit_compile``).
+
+    python -m benchmarks.pipeline [--epochs 3] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+
+from benchmarks.common import write
+from spp_search.config import build_config
+from spp_search.factors import default_factors
+from spp_search.preprocessing import PAPER_RATIO
+from spp_search.trial import TrialSpec, load_trial_data, run_trial
+
+
+def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
+    seen = []
+
+    class Keep:
+        def epoch_end(self, epoch, metrics):
+            seen.append(metrics)
+            return False
+
+    result = run_trial(TrialSpec(0, factors, data, epochs, seed), Keep())
+    assert result.outcome.value == "ok", result.error_message
+    train_images = len(load_trial_data(data)[0])
+    last = seen[-1]
+    return {
+        "images_per_s": train_images / (last["epoch_time_s"]),
+        "val_accuracy": result.value,
+        "traced_shapes": result.stats["traced_shapes"],
+        "traces": result.stats["traces"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    data = build_config({"data": {"synthetic": {"num_images": 512}}}).data.for_trial()
+    train, _ = load_trial_data(data)
+    mean_pixels = float(train.sizes().prod(axis=1).mean())
+    side = round(math.sqrt(mean_pixels))
+    multi = round(math.sqrt(2 * mean_pixels / (1 + PAPER_RATIO**2)))
+    base = {**default_factors(), "batch_size": 32, "levels": (1, 2, 4)}
+    cases = {
+        "fixed": {"input_policy": "fixed", "image_size": side},
+        "multi_size": {"input_policy": "multi_size", "image_size": multi},
+        "variable_bucketed": {"input_policy": "variable_bucketed", "image_size": side},
+        "variable_padded": {"input_policy": "variable_padded", "image_size": side},
+        "variable_bucketed_xla": {"input_policy": "variable_bucketed", "image_size": side, "jit_compile": True},
+    }
+    rows = {}
+    for name, overrides in cases.items():
+        runs = [measure({**base, **overrides}, data, args.epochs, seed) for seed in range(args.repeats)]
+        rows[name] = {
+            "images_per_s_median": statistics.median(r["images_per_s"] for r in runs),
+            "traced_shapes": max(r["traced_shapes"] for r in runs),
+            "traces": max(r["traces"] for r in runs),
+            "runs": runs,
+        }
+        print(
+            f"{name}: {rows[name]['images_per_s_median']:.0f} images/s, {rows[name]['traced_shapes']:.0f} traced shapes"
+        )
+    fixed = rows["fixed"]["images_per_s_median"]
+    ratios = {k: v["images_per_s_median"] / fixed for k, v in rows.items()}
+    path = write(
+        "pipeline",
+        {
+            "mean_native_pixels": mean_pixels,
+            "fixed_side": side,
+            "multi_sides": [multi, round(multi * PAPER_RATIO)],
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "policies": rows,
+            "ratio_vs_fixed": ratios,
+        },
+    )
+    print({k: round(v, 2) for k, v in ratios.items()})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
