@@ -5,12 +5,14 @@ Bins follow the SPP paper's Appendix A rule (He et al., TPAMI 2015): along an ax
 there are always ``n`` of them; they overlap when ``a`` is not a multiple of ``n`` (and when the
 feature map is smaller than the level), which is what makes a 1x1 map with level 4 well defined.
 
-Two code paths compute the same numbers:
+Three code paths compute the same numbers (``benchmarks/spp_op.py`` times them):
 
-* grid path, when height and width are multiples of ``lcm(levels)``: one reshape-and-reduce to an
-  ``L x L`` grid, from which every level is a further reshape-and-reduce. Cheap: one read.
-* gather path, any size: per level and axis, gather each bin's rows (clipped to the bin, so max is
-  unchanged; average uses a mask) and reduce.
+* grid path, when height and width are multiples of ``L = lcm(levels)``: a reshape-and-reduce to an
+  ``L x L`` grid, one axis at a time, from which every level is a further reshape-and-reduce.
+* any size, max: only the finest level ``L`` is pooled (gathering each bin's rows, clipped to the
+  bin); every coarser level's bins are exactly unions of its bins (see ``finest_max_pyramid``).
+* any size, average: one matrix product with a bin-averaging matrix over all levels, so
+  overlapping bins cost nothing extra.
 
 With static spatial sizes the path is chosen in Python; with ``None`` sizes a ``tf.cond`` picks
 it per batch, so the layer works inside compiled ``model.fit`` with variable input sizes.
@@ -27,6 +29,7 @@ import tensorflow as tf
 from spp_search.errors import ConfigError, must
 
 POOLINGS = ("max", "avg")
+MAX_FINEST_GRID = 16  # above it (e.g. levels 3, 5, 7 -> 105), max pools level by level
 
 
 def validate_levels(levels: object) -> tuple[int, ...]:
@@ -80,7 +83,7 @@ def pool_axis(x: tf.Tensor, axis: int, n: int, pooling: str) -> tf.Tensor:
 
 
 def gather_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
-    """Every level as a ``(B, n, n, C)`` tensor, for any height and width (NHWC input)."""
+    """Every level as a ``(B, n, n, C)`` tensor, for any height and width: one level at a time."""
     out = []
     for n in levels:
         if n == 1:
@@ -90,21 +93,88 @@ def gather_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf
     return out
 
 
-def grid_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
-    """Every level as ``(B, n, n, C)``, when height and width are multiples of ``lcm(levels)``.
-
-    Pools once to an ``L x L`` grid of equal cells, then derives each level from that grid: exact,
-    because every level's bins are unions of whole cells of equal size.
-    """
-    grid = math.lcm(*levels)
-    shape = tf.shape(x)
-    b, h, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
-    cells = _reduce(tf.reshape(x, [b, grid, h // grid, grid, w // grid, c]), [2, 4], pooling)
+def _from_cells(cells: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
+    """Each level from an ``L x L`` grid of cells, ``L`` a multiple of every level."""
+    grid = cells.shape[1]
+    shape = tf.shape(cells)
+    b, c = shape[0], cells.shape[3] or shape[3]
     out = []
     for n in levels:
         r = grid // n
         out.append(cells if r == 1 else _reduce(tf.reshape(cells, [b, n, r, n, r, c]), [2, 4], pooling))
     return out
+
+
+def grid_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
+    """Every level as ``(B, n, n, C)``, when height and width are multiples of ``L = lcm(levels)``.
+
+    Pools once to an ``L x L`` grid of equal cells, then derives each level from that grid: exact,
+    because every level's bins are unions of whole cells of equal size. The grid is reduced one
+    axis at a time (rows, then columns), each a reduction over a middle axis with the channels
+    contiguous: measured here on (64, 32, 32, 128), as fast as one global max or mean pool, and
+    3x faster than one reduction over both spatial axes of a 6-D reshape.
+    """
+    grid = math.lcm(*levels)
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
+    rows = _reduce(tf.reshape(x, [b, grid, h // grid, w, c]), 2, pooling)
+    cells = _reduce(tf.reshape(rows, [b, grid, grid, w // grid, c]), 3, pooling)
+    return _from_cells(tf.ensure_shape(cells, [None, grid, grid, x.shape[3]]), levels, pooling)
+
+
+def finest_max_pyramid(x: tf.Tensor, levels: Sequence[int]) -> list[tf.Tensor]:
+    """Max pyramid of any size from the finest level ``L = lcm(levels)`` alone.
+
+    Under the Appendix A rule, bin i of level n covers exactly the rows of bins
+    ``i*L/n .. (i+1)*L/n - 1`` of level L (their first row is floor(i*a/n), their last
+    ceil((i+1)*a/n) - 1). They may overlap, which a max ignores: so one gathered level and
+    cheap reductions of its ``L x L`` grid give every level, exactly.
+    """
+    grid = math.lcm(*levels)
+    cells = pool_axis(pool_axis(x, 1, grid, "max"), 2, grid, "max")
+    return _from_cells(tf.ensure_shape(cells, [None, grid, grid, x.shape[3]]), levels, "max")
+
+
+def averaging_matrix(size: tf.Tensor, levels: Sequence[int], dtype) -> tf.Tensor:
+    """``(sum(levels), size)``: row k of level n's block averages the cells of its bin k."""
+    blocks = []
+    for n in levels:
+        start, end = bin_edges(size, n)
+        index = tf.range(size)
+        inside = tf.cast((index[None, :] >= start[:, None]) & (index[None, :] < end[:, None]), dtype)
+        blocks.append(inside / tf.cast((end - start)[:, None], dtype))
+    return tf.concat(blocks, axis=0)
+
+
+def matmul_avg_pyramid(x: tf.Tensor, levels: Sequence[int]) -> list[tf.Tensor]:
+    """Average pyramid of any size as one matrix product: ``(sum n*n, H*W) @ (B, H*W, C)``.
+
+    Row k of the matrix averages bin k's pixels (level n's block is the outer product of its row
+    and column averaging matrices), so overlapping bins cost nothing extra, and the gradient is
+    one more matrix product. Measured here: 3x faster than gathering bins, and op count does not
+    grow with the levels, which matters on the small maps SPP usually sees.
+    """
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
+    blocks = []
+    for n in levels:
+        rows, cols = averaging_matrix(h, (n,), x.dtype), averaging_matrix(w, (n,), x.dtype)
+        blocks.append(tf.reshape(rows[:, None, :, None] * cols[None, :, None, :], [n * n, h * w]))
+    pooled = tf.matmul(tf.concat(blocks, axis=0)[None], tf.reshape(x, [b, h * w, c]))  # (B, sum n*n, C)
+    out, offset = [], 0
+    for n in levels:
+        out.append(tf.reshape(pooled[:, offset : offset + n * n, :], [b, n, n, c]))
+        offset += n * n
+    return out
+
+
+def general_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.Tensor]:
+    """Any size: max from the finest level (when its grid is small), average from an integral image."""
+    if pooling == "avg":
+        return matmul_avg_pyramid(x, levels)
+    if math.lcm(*levels) <= MAX_FINEST_GRID:
+        return finest_max_pyramid(x, levels)
+    return gather_pyramid(x, levels, "max")
 
 
 def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> tf.Tensor:
@@ -114,7 +184,7 @@ def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> tf.Ten
     if h is not None and w is not None:
         if h == 0 or w == 0:
             raise ValueError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
-        pyramid = (grid_pyramid if h % grid == 0 and w % grid == 0 else gather_pyramid)(x, levels, pooling)
+        pyramid = (grid_pyramid if h % grid == 0 and w % grid == 0 else general_pyramid)(x, levels, pooling)
     else:
         dyn = tf.shape(x)
         with tf.control_dependencies(
@@ -124,7 +194,7 @@ def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> tf.Ten
         pyramid = tf.cond(
             divisible,
             lambda: grid_pyramid(x, levels, pooling),
-            lambda: gather_pyramid(x, levels, pooling),
+            lambda: general_pyramid(x, levels, pooling),
         )
     batch = tf.shape(x)[0]
     return tf.concat([tf.reshape(p, [batch, -1]) for p in pyramid], axis=1)
