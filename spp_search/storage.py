@@ -58,8 +58,15 @@ def make_storage(url: str, on_stale: Callable | None = None) -> BaseStorage:
     )
 
 
-def with_retries(call: Callable[[], T], what: str, attempts: int = 5, first_wait: float = 1.0) -> T:
-    """Run ``call``, retrying connection failures with exponential backoff, then fail clearly."""
+def with_retries(
+    call: Callable[[], T],
+    what: str,
+    attempts: int = 5,
+    first_wait: float = 1.0,
+    transient: Callable[[Exception], bool] | None = None,
+) -> T:
+    """Run ``call``, retrying connection failures with exponential backoff (1, 2, 4, 8 s), then
+    fail with one clear line. ``transient(exc)`` may accept more exception types as retryable."""
     wait = first_wait
     for attempt in range(1, attempts + 1):
         try:
@@ -69,12 +76,17 @@ def with_retries(call: Callable[[], T], what: str, attempts: int = 5, first_wait
                 f"`{what.split(' ')[0]}` needs a database driver that is not installed ({exc}). "
                 "Install the project with its dependencies (pip install -e .)."
             ) from None
-        except (ConnectionError, OSError, optuna.exceptions.StorageInternalError, _db_errors()) as exc:
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            retryable = isinstance(
+                exc, (ConnectionError, OSError, optuna.exceptions.StorageInternalError, _db_errors())
+            )
+            if not (retryable or (transient is not None and transient(exc))):
+                raise
             if attempt == attempts:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise ConfigError(
                     f"`{what.split(' ')[0]}` must be reachable, but {what} failed {attempts} times: "
-                    f"{redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}. "
-                    "Check the server and the URL."
+                    f"{redact(first)}. Check the server and the URL."
                 ) from None
             time.sleep(wait)
             wait *= 2

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from spp_search.factors import param_text
 from spp_search.redaction import redact
+from spp_search.storage import with_retries
 from spp_search.trial import TrialResult
 
 ROLE, STUDY, TRIAL = "spp_search.role", "spp_search.study", "spp_search.trial_number"
@@ -32,7 +33,7 @@ class Tracker:
     """Writes a study's runs to one MLflow experiment (named after the study)."""
 
     def __init__(self, tracking_uri: str, study_name: str) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.client = _Retrying(MlflowClient(tracking_uri), redact(tracking_uri))
         self.study_name = study_name
         experiment = self.client.get_experiment_by_name(study_name)
         self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study_name)
@@ -120,6 +121,32 @@ class Tracker:
         metrics = [m for m in metrics if not math.isnan(m.value) or m.key == "batch_loss"]
         for i in range(0, len(metrics), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+class _Retrying:
+    """An MlflowClient whose calls retry a briefly unreachable tracking store with backoff."""
+
+    def __init__(self, client: MlflowClient, where: str) -> None:
+        self._client, self._where = client, where
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            return with_retries(lambda: method(*args, **kwargs), f"tracking-uri {self._where}", transient=_transient)
+
+        return call
+
+
+def _transient(exc: Exception) -> bool:
+    """An MLflow error that reports connection trouble (worth retrying), not a bad request."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(exc).lower()
+    words = ("connection", "timed out", "unavailable", "database is locked", "503")
+    return isinstance(exc, MlflowException) and any(w in text for w in words)
 
 
 def _redacted(value: object) -> object:

@@ -2,8 +2,10 @@
 
 ``--trials N`` is the study's total however many drivers and workers run it. The ``run`` command
 tops the study up to N *tickets*: enqueued Optuna trials with no fixed parameters (the sampler
-still picks them). A worker only trains a trial it popped from the queue, and popping is atomic
-in the storage, so no two workers run the same trial and the total is never exceeded.
+still picks them). A worker only trains a trial it popped from the queue (its number was queued
+just before it asked), and popping is atomic in the storage, so no two workers run the same
+trial and the total is never exceeded. A configuration a user enqueues with Optuna is a ticket
+too: it takes one place of the total.
 
 A trial that must run again (interrupted, crashed or timed out within ``max_retries``, or lost
 with its worker) is *superseded*: a new ticket with its parameters and ``retry_of`` = its number
@@ -53,8 +55,9 @@ def top_up(study: optuna.Study, total: int) -> int:
     return max(0, missing)
 
 
-def waiting(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+def waiting_numbers(study: optuna.Study) -> set[int]:
+    """Numbers of the queued trials (tickets, and any configuration a user enqueued)."""
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
 
 
 def running(study: optuna.Study) -> int:

@@ -49,7 +49,7 @@ from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
 from spp_search.redaction import redact
-from spp_search.storage import HEARTBEAT_S, make_storage
+from spp_search.storage import HEARTBEAT_S, make_storage, with_retries
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
@@ -218,14 +218,15 @@ class TrialLoop:
             with self.lock:
                 if budget.counted(self.study) >= self.config.study.trials:
                     return None
-                if budget.waiting(self.study):
+                queued = budget.waiting_numbers(self.study)
+                if queued:
                     trial = self.study.ask()
-                    if trial.user_attrs.get(budget.TICKET):
+                    if trial.number in queued:  # popped from the queue: a ticket
                         self.in_flight[trial._trial_id] = trial.number
                         self._beat_now(trial._trial_id)  # a trial with no heartbeat is never stale
                         trial.set_user_attr("worker", WORKER_ID)
                         return trial
-                    trial.set_user_attr("outcome", budget.NO_BUDGET)  # a race for the last ticket
+                    trial.set_user_attr("outcome", budget.NO_BUDGET)  # lost the race for the last ticket
                     self.study.tell(trial, state=TrialState.FAIL)
                     continue
                 if not budget.running(self.study):
@@ -313,7 +314,10 @@ class TrialLoop:
         retried = wants_retry(trial, result, config.study.max_retries)
         if retried:
             trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
-        frozen = tell(study, trial, result, reporter, config.study.failure_feedback)
+        frozen = with_retries(
+            lambda: tell(study, trial, result, reporter, config.study.failure_feedback),
+            f"storage {redact(config.study.storage)}",
+        )  # a result is never dropped
         if retried:
             budget.requeue(study, trial, budget.attempt_of(trial) + 1)
         tags = {"optuna_state": frozen.state.name, "attempt": str(budget.attempt_of(trial))}

@@ -1,0 +1,34 @@
+"""Run every benchmark, then write ``benchmarks/results/summary.md`` from their JSON.
+
+python -m benchmarks            # all (about 45 minutes on 2 CPU cores)
+python -m benchmarks --only spp_op,pipeline
+python -m benchmarks --table    # only rebuild the markdown table from the JSON files
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from benchmarks.table import write_table
+
+ALL = ["spp_op", "pipeline", "overhead", "study", "sampler_feedback"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {ALL}")
+    parser.add_argument("--table", action="store_true", help="only rebuild summary.md")
+    args = parser.parse_args()
+    if not args.table:
+        for name in args.only.split(","):
+            print(f"== {name}", flush=True)
+            module = importlib.import_module(f"benchmarks.{name}")
+            sys.argv = [name]
+            module.main()
+    print(f"wrote {write_table()}")
+
+
+if __name__ == "__main__":
+    main()

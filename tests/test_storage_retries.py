@@ -1,0 +1,45 @@
+"""Brief outages are retried with backoff, then reported in one line; credentials stay hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from spp_search import storage
+from spp_search.errors import ConfigError
+from spp_search.storage import make_storage, with_retries
+
+
+def test_a_brief_outage_is_retried(monkeypatch):
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("connection refused")
+        return "ok"
+
+    assert with_retries(flaky, "storage x") == "ok" and len(calls) == 3
+
+
+def test_a_long_outage_fails_clearly_without_the_password(monkeypatch):
+    waits = []
+    monkeypatch.setattr(storage.time, "sleep", waits.append)
+
+    def down():
+        raise ConnectionError("could not connect to postgresql://bob:hunter2@db/optuna")
+
+    with pytest.raises(ConfigError, match="must be reachable") as info:
+        with_retries(down, "storage postgresql://bob:***@db/optuna")
+    assert "hunter2" not in str(info.value) and waits == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_bugs_are_not_retried(monkeypatch):
+    monkeypatch.setattr(storage.time, "sleep", lambda s: pytest.fail("a bug must not be retried"))
+    with pytest.raises(TypeError):
+        with_retries(lambda: (_ for _ in ()).throw(TypeError("bug")), "storage x")
+
+
+def test_unknown_storage_scheme_is_a_config_error():
+    with pytest.raises(ConfigError, match="`storage` must be sqlite://"):
+        make_storage("mongodb://localhost/x")
