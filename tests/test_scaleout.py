@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -33,11 +34,17 @@ def _spawn(*args: str, log: Path) -> subprocess.Popen:
     )
 
 
+@functools.cache
+def _storage(url: str):
+    """One storage (one connection pool) per URL: polling must not open a pool per call."""
+    return make_storage(url)
+
+
 def _wait_counted(storage: str, name: str, at_least: int, timeout: float) -> optuna.Study:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            study = optuna.load_study(study_name=name, storage=make_storage(storage))
+            study = optuna.load_study(study_name=name, storage=_storage(storage))
             if counted(study) >= at_least:
                 return study
         except KeyError:
@@ -50,7 +57,7 @@ def _wait_running_on(storage: str, name: str, pid: int, timeout: float) -> None:
     """Until a trial of driver ``pid`` is running (its ``worker`` attribute ends in the pid)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        study = optuna.load_study(study_name=name, storage=make_storage(storage))
+        study = optuna.load_study(study_name=name, storage=_storage(storage))
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if any(t.user_attrs.get("worker", "").endswith(f":{pid}") for t in running):
             return
@@ -93,7 +100,7 @@ def test_four_workers_on_postgresql_reach_exactly_40_with_one_killed(tmp_path):
         os.killpg(victim.pid, signal.SIGKILL)  # mid-trial, the machine is gone: driver and its worker
         codes = [p.wait(timeout=900) for p in procs if p is not victim]
         wall = time.time() - start
-        study = optuna.load_study(study_name="load", storage=make_storage(storage))
+        study = optuna.load_study(study_name="load", storage=_storage(storage))
         trials = study.get_trials(deepcopy=False)
         gone = superseded(trials)
         kept = [t for t in trials if t.number not in gone and t.user_attrs.get("outcome") != NO_BUDGET]
