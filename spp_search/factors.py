@@ -86,6 +86,7 @@ FACTORS: dict[str, Factor] = {
     "width": Factor(16, "filters of the first conv; x2, x4 after", number(int, 1, 512)),
     "dense_units": Factor(64, "hidden units of the head", number(int, 1, 8192)),
     "jit_compile": Factor(False, "XLA is 2-3x slower on these CPUs", flag),
+    "mixed_precision": Factor(False, "float16 compute: a GPU option (slow on CPU)", flag),
     "spp_impl": Factor("floor_ceil", "ours: Appendix A bins, any size", one_of(SPP_IMPLS)),
     "head": Factor("spp", "spp, or flatten (needs a fixed size)", one_of(HEADS)),
     "input_shape": Factor("auto", "explicit for fixed sizes, None otherwise", one_of(INPUT_SHAPES)),

@@ -36,9 +36,8 @@ class StabilityModel(keras.Model):
             self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
             scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, self.trainable_weights)
-        norm = tf.linalg.global_norm(grads)
-        if hasattr(self.optimizer, "dynamic_scale"):  # mixed precision: report the true norm
-            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        # mixed precision scales the loss: report the true norm (scale_loss(1) is the scale)
+        norm = tf.linalg.global_norm(grads) / tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
         self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=False))
         logs = self.compute_metrics(x, y, y_pred)
         return {**logs, "batch_loss": loss, "grad_norm": norm}

@@ -104,6 +104,7 @@ class Watch:
     """Per-step stability state, filled by the training callback."""
 
     log_every: int
+    check_grads: bool = True
     step: int = 0
     epoch: int = 0
     initial_loss: float | None = None
@@ -116,13 +117,17 @@ class Watch:
     step_times: list[float] = field(default_factory=list)
 
     def on_step(self, loss: float, grad_norm: float, seconds: float) -> bool:
-        """Record one training step; return True if training must stop (diverged)."""
+        """Record one training step; return True if training must stop (diverged).
+
+        Under mixed precision a non-finite gradient is a skipped step of the loss scaler, not a
+        divergence: only the loss is checked then (``check_grads`` False).
+        """
         self.step += 1
         self.step_times.append(seconds)
         self.grad_norms.append(grad_norm)
         if self.step % self.log_every == 0 or self.step == 1 or not math.isfinite(loss):
             self.losses.append((self.step, loss))
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        if not (math.isfinite(loss) and (math.isfinite(grad_norm) or not self.check_grads)):
             self.nonfinite_step = self.step
             return True
         if self.initial_loss is None:
@@ -240,6 +245,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
 
     keras.backend.clear_session(free_memory=True)
     keras.utils.set_random_seed(spec.seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if spec.factors.get("mixed_precision") else "float32")
     if spec.device == "gpu":
         import tensorflow as tf
 
@@ -280,7 +286,8 @@ def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
 
 def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Trained]:
     """``run_trial`` that also returns the trained model and its train set (for ``train``)."""
-    watch, trained, error = Watch(spec.log_every), Trained(), None
+    watch = Watch(spec.log_every, check_grads=not spec.factors.get("mixed_precision", False))
+    trained, error = Trained(), None
     try:
         _train(spec, reporter, watch, trained)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a classified outcome

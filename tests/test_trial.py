@@ -41,6 +41,17 @@ def test_ok_trial_reports_every_epoch(policy):
     assert result.steps[0][0] == 1 and result.error_type is None
 
 
+def test_mixed_precision_trains_and_reports_finite_norms():
+    result = run_trial(_spec(mixed_precision=True), Recorder())
+    assert result.outcome is Outcome.OK, result.traceback
+    assert math.isfinite(result.stats["grad_norm_max"])
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    assert run_trial(_spec(), Recorder()).outcome is Outcome.OK  # the next trial is back to float32
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
 def test_pruned_trial_stops_after_the_reporters_verdict():
     reporter = Recorder(prune_after=0)
     result = run_trial(_spec(), reporter)
