@@ -3,9 +3,9 @@
 Runs the same failure-prone study twice, same seed and budget: once with spp-search's feedback
 (deterministic failures infeasible, divergence pruned at its step) and once with Optuna's stock
 behaviour (every failure a plain FAIL, which TPE ignores). Counts, among the trials after the
-20th, those that repeat a failure already seen in their region: a trial repeats a failure when
-an earlier trial failed with the same outcome and differs from it in at most one categorical
-parameter (Hamming distance <= 1).
+20th, the failures, and those that repeat a failure already seen in their region: an earlier
+trial failed with the same outcome and differs from it in at most r categorical parameters
+(Hamming distance <= r, for r = 1, 2, 3).
 
     python -m benchmarks.sampler_feedback [--config experiments/failure_modes.yaml] [--trials 40]
 """
@@ -26,23 +26,32 @@ from spp_search.cli import main as cli
 FAILED_OK = ("ok", "pruned")
 
 
-def repeats_after(trials: list, start: int) -> dict:
-    """Failures after trial ``start`` and how many repeat an earlier failure in their region."""
+def repeats_after(trials: list, start: int, radius: int) -> int:
+    """Failures after trial ``start`` that repeat an earlier failure (same outcome) within
+    ``radius`` differing categorical parameters: the same failure, in its region."""
     categorical = [
         k for k, d in trials[0].distributions.items() if isinstance(d, optuna.distributions.CategoricalDistribution)
     ]
 
     def near(a, b) -> bool:
-        return sum(a.params.get(k) != b.params.get(k) for k in categorical) <= 1
+        return sum(a.params.get(k) != b.params.get(k) for k in categorical) <= radius
 
-    failures = repeats = 0
-    for i, t in enumerate(trials):
+    repeats = 0
+    for i, t in enumerate(trials[start:], start):
         outcome = t.user_attrs.get("outcome")
-        if i < start or outcome in FAILED_OK:
-            continue
-        failures += 1
-        repeats += any(u.user_attrs.get("outcome") == outcome and near(u, t) for u in trials[:i])
-    return {"failures_after": failures, "repeats_after": repeats, "trials_after": len(trials) - start}
+        if outcome not in FAILED_OK:
+            repeats += any(u.user_attrs.get("outcome") == outcome and near(u, t) for u in trials[:i])
+    return repeats
+
+
+def summarise(trials: list, start: int = 20) -> dict:
+    """Trials and failures after ``start``, and repeats at each radius."""
+    failed = [t for t in trials[start:] if t.user_attrs.get("outcome") not in FAILED_OK]
+    return {
+        "trials_after": len(trials) - start,
+        "failures_after": len(failed),
+        "repeats_after": {f"radius_{r}": repeats_after(trials, start, r) for r in (1, 2, 3)},
+    }
 
 
 def run(config: Path, trials: int, feedback: bool, workdir: Path) -> dict:
@@ -68,7 +77,7 @@ def run(config: Path, trials: int, feedback: bool, workdir: Path) -> dict:
         "feedback": feedback,
         "wall_s": time.perf_counter() - start,
         "outcomes": outcomes,
-        **repeats_after(done, 20),
+        **summarise(done, 20),
     }
 
 

@@ -16,6 +16,13 @@ Three code paths compute the same numbers (``benchmarks/spp_op.py`` times them):
 
 With static spatial sizes the path is chosen in Python; with ``None`` sizes a ``tf.cond`` picks
 it per batch, so the layer works inside compiled ``model.fit`` with variable input sizes.
+
+XLA (``jit_compile=True``) compiles *both* branches of a ``tf.cond`` for each concrete size, and
+the grid branch's reshape is invalid for sizes it would never see at run time. Inside an XLA
+function (detected when tracing, e.g. Keras' ``jit_compile``, which is on by default on GPUs) or
+with ``jit_safe=True``, the layer takes no ``tf.cond``: always the any-size path (exact, a little
+slower on divisible sizes). ``models.build_model`` sets ``jit_safe`` from the ``jit_compile``
+factor too, in case the detection (a TensorFlow internal) goes away.
 """
 
 from __future__ import annotations
@@ -177,14 +184,34 @@ def general_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[t
     return gather_pyramid(x, levels, "max")
 
 
-def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> tf.Tensor:
-    """Pool an NHWC tensor into ``(B, C * sum(n*n))``: levels in order, bins row-major, then C."""
+def in_xla_context() -> bool:
+    """True while tracing a function XLA will compile (``tf.function(jit_compile=True)``)."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # a TensorFlow internal; jit_safe=True still works without it
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+
+
+def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str, jit_safe: bool = False) -> tf.Tensor:
+    """Pool an NHWC tensor into ``(B, C * sum(n*n))``: levels in order, bins row-major, then C.
+
+    ``jit_safe``: with unknown spatial sizes, skip the ``tf.cond`` and always take the any-size
+    path, which XLA can compile (automatic inside XLA functions; see the module docstring).
+    """
     grid = math.lcm(*levels)
     h, w = x.shape[1], x.shape[2]
     if h is not None and w is not None:
         if h == 0 or w == 0:
             raise ValueError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
         pyramid = (grid_pyramid if h % grid == 0 and w % grid == 0 else general_pyramid)(x, levels, pooling)
+    elif jit_safe or in_xla_context():
+        dyn = tf.shape(x)
+        with tf.control_dependencies(
+            [tf.debugging.assert_positive(dyn[1:3], message="SPP input has an empty spatial size")]
+        ):
+            pyramid = general_pyramid(tf.identity(x), levels, pooling)
     else:
         dyn = tf.shape(x)
         with tf.control_dependencies(
@@ -208,6 +235,8 @@ class SpatialPyramidPooling2D(keras.layers.Layer):
         levels: pyramid levels; level ``n`` pools the map into ``n x n`` bins. Default (1, 2, 4).
         pooling: ``"max"`` or ``"avg"``.
         data_format: ``"channels_last"`` (default from Keras config) or ``"channels_first"``.
+        jit_safe: avoid the ``tf.cond`` XLA cannot compile (see above); detected automatically
+            inside XLA functions, so it is only a fallback.
 
     Input shape:
         4-D ``(batch, height, width, channels)`` (or channels first); height and width may be
@@ -228,9 +257,11 @@ class SpatialPyramidPooling2D(keras.layers.Layer):
         levels: Sequence[int] = (1, 2, 4),
         pooling: str = "max",
         data_format: str | None = None,
+        jit_safe: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
+        self.jit_safe = bool(jit_safe)
         self.levels = validate_levels(levels)
         self.pooling = validate_pooling(pooling)
         self.data_format = data_format or keras.config.image_data_format()
@@ -252,7 +283,7 @@ class SpatialPyramidPooling2D(keras.layers.Layer):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         x = tf.transpose(inputs, [0, 2, 3, 1]) if self.data_format == "channels_first" else inputs
-        return spatial_pyramid(x, self.levels, self.pooling)
+        return spatial_pyramid(x, self.levels, self.pooling, self.jit_safe)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         channels = input_shape[1] if self.data_format == "channels_first" else input_shape[3]
@@ -260,5 +291,7 @@ class SpatialPyramidPooling2D(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(levels=list(self.levels), pooling=self.pooling, data_format=self.data_format)
+        config.update(
+            levels=list(self.levels), pooling=self.pooling, data_format=self.data_format, jit_safe=self.jit_safe
+        )
         return config

@@ -148,6 +148,34 @@ def test_compiled_fit_with_variable_sizes_has_finite_loss():
     assert np.isfinite(history.history["loss"]).all()
 
 
+def test_compiled_fit_with_xla_and_variable_sizes():
+    """XLA compiles both branches of a tf.cond for every size: the layer must not use one there."""
+
+    def batches():
+        for size in (16, 13, 5, 1, 24):
+            yield RNG.normal(size=(4, size, size + 2, 3)).astype("float32"), np.array([0, 1, 0, 1])
+
+    spec = (tf.TensorSpec((None, None, None, 3)), tf.TensorSpec((None,), tf.int64))
+    data = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    model = _tiny_model()
+    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=True)
+    history = model.fit(data.repeat(), epochs=1, steps_per_epoch=5, shuffle=False, verbose=0)
+    assert model.jit_compile
+    assert np.isfinite(history.history["loss"]).all()
+    x = RNG.normal(size=(2, 7, 5, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+@pytest.mark.parametrize("size", [(8, 8), (5, 7), (1, 1)])
+def test_xla_matches_reference(pooling, size):
+    """Under XLA (no tf.cond) the layer gives the same numbers as the NumPy reference."""
+    x = RNG.normal(size=(2, *size, 3)).astype("float32")
+    layer = SpatialPyramidPooling2D((1, 2, 4), pooling)
+    compiled = tf.function(layer.call, jit_compile=True, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    np.testing.assert_allclose(compiled(x), reference_spp(x, (1, 2, 4), pooling), rtol=1e-5, atol=1e-6)
+
+
 def test_save_load_round_trip(tmp_path):
     model = _tiny_model()
     x = RNG.normal(size=(2, 11, 9, 3)).astype("float32")
