@@ -9,6 +9,10 @@ true of some SPP layers and false of others:
 * a group is *safe* when none of its n >= 3 trials under X does;
 * all groups with data fail -> supported; none fail and one is safe -> refuted; some fail and
   some are safe -> true only for the failing ones; otherwise -> cannot conclude.
+
+The channel-order claim is about accuracy, not failure: supported when normalising the order is
+significantly better, refuted only when the 95% interval of the difference lies within
+``EQUIVALENCE_MARGIN`` (an equivalence test: "not significant" alone settles nothing).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from spp_search.stats import mean_interval, welch, wilson
+from spp_search.stats import diff_interval, mean_interval, welch, wilson
+
+EQUIVALENCE_MARGIN = 0.05  # accuracy: a channel-order effect smaller than this counts as none
 
 SUPPORTED, REFUTED, SOME, UNKNOWN = (
     "supported",
@@ -152,13 +158,19 @@ def _channel_order(frame: pd.DataFrame) -> Verdict:
         return Verdict(claim, UNKNOWN, f"too few successful trials ({len(as_is)} as_is, {len(norm)} normalize)")
     a, b = mean_interval(as_is), mean_interval(norm)
     p = welch(as_is, norm)
+    d = diff_interval(norm, as_is)
     evidence = (
         f"val accuracy as_is {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] (n={len(as_is)}) vs normalize "
-        f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}] (n={len(norm)}), Welch p={p:.3g}; no failure outcome"
+        f"{b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}] (n={len(norm)}); normalize - as_is {d[0]:+.3f} "
+        f"[{d[1]:+.3f}, {d[2]:+.3f}], Welch p={p:.3g}; no failure outcome"
     )
     if p < 0.05 and b[0] > a[0]:
         return Verdict(claim, "supported as silent accuracy loss, not as failures", evidence)
-    return Verdict(claim, UNKNOWN if p != p else REFUTED, evidence)
+    # refuted only when the interval rules out a loss larger than the margin (equivalence),
+    # not merely because the difference is not significant
+    if d[1] == d[1] and -EQUIVALENCE_MARGIN < d[1] and d[2] < EQUIVALENCE_MARGIN:
+        return Verdict(claim, REFUTED, evidence + f"; within +-{EQUIVALENCE_MARGIN} accuracy")
+    return Verdict(claim, UNKNOWN, evidence + f"; the interval allows a loss over {EQUIVALENCE_MARGIN}")
 
 
 def _levels(value) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, judge_failure, verdicts
+from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, _channel_order, judge_failure, verdicts
 from spp_search.stats import failure_rules, interactions, mean_interval, welch, wilson
 
 
@@ -107,3 +107,20 @@ def test_every_claim_has_a_verdict_even_on_one_trial():
     results = verdicts(frame)
     assert len(results) == 6 and all(v.verdict and v.evidence for v in results)
     assert [v.verdict for v in results].count(UNKNOWN) >= 5  # one trial settles (almost) nothing
+
+
+@pytest.mark.parametrize(
+    ("as_is", "normalize", "verdict"),
+    [
+        # normalising clearly helps: the claim holds, as an accuracy loss
+        ([0.30, 0.32, 0.31, 0.29], [0.60, 0.62, 0.61, 0.59], "supported as silent accuracy loss, not as failures"),
+        # the same accuracy, tightly: the interval of the difference is inside +-0.05 -> refuted
+        ([0.60, 0.61, 0.60, 0.61], [0.61, 0.60, 0.61, 0.60], REFUTED),
+        # not significant but noisy: a large loss is still possible -> cannot conclude, not refuted
+        ([0.30, 0.50, 0.20], [0.60, 0.25, 0.45], UNKNOWN),
+    ],
+)
+def test_channel_order_verdict_needs_equivalence_to_refute(as_is, normalize, verdict):
+    rows = [{"channel_order": "as_is", "value": v} for v in as_is]
+    rows += [{"channel_order": "normalize", "value": v} for v in normalize]
+    assert _channel_order(_claim_frame(rows)).verdict == verdict
