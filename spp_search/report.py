@@ -63,6 +63,7 @@ def _trial_rows(study: optuna.Study) -> list[dict]:
                 "failed": outcome not in (Outcome.OK.value, Outcome.PRUNED.value),
                 "run_id": t.user_attrs.get("mlflow_run_id"),
                 "duration_s": (t.datetime_complete - t.datetime_start).total_seconds(),
+                "epochs_trained": len(t.intermediate_values),  # pruned and Hyperband trials train fewer
             }
         )
     return rows
@@ -266,7 +267,8 @@ def engine_of(study: optuna.Study) -> str:
 
 
 def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
-    """Studies side by side: engine, trials, best accuracy and when it was reached, outcomes, wall time."""
+    """Studies side by side: engine, trials, epochs trained (the compute budget: pruning and
+    Hyperband stop trials early), best accuracy and when it was reached, outcomes, wall time."""
     rows = []
     for study, data in studies:
         frame = data.frame.sort_values("number")
@@ -281,13 +283,23 @@ def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
                 data.name,
                 engine_of(study),
                 len(frame),
+                int(frame["epochs_trained"].sum()),
                 f"{best:.4f}" if best == best else "-",
                 reached or "-",
                 f"{(frame['outcome'] == 'ok').sum()} / {(frame['outcome'] == 'pruned').sum()} / {failed}",
                 f"{wall / 60:.1f}" if wall == wall else "-",
             ]
         )
-    header = ["study", "engine", "trials", "best val acc", "trials to 95% of best", "ok / pruned / failed", "wall min"]
+    header = [
+        "study",
+        "engine",
+        "trials",
+        "epochs trained",
+        "best val acc",
+        "trials to 95% of best",
+        "ok / pruned / failed",
+        "wall min",
+    ]
     return _md_table(header, rows)
 
 

@@ -9,6 +9,8 @@ import yaml
 from mlflow import MlflowClient
 
 from spp_search.cli import main
+from spp_search.config import build_config
+from spp_search.engines.keras_tuner_engine import make_oracle
 from spp_search.factors import default_factors
 from spp_search.space import SearchSpace
 from spp_search.testing import tiny_config
@@ -33,6 +35,24 @@ def test_one_space_drives_keras_tuner_with_conditions():
     factors, params = space.from_keras_tuner(hp, default_factors())
     assert factors["preprocessing"] == "letterbox" and params["input_policy"] == "fixed"
     assert isinstance(factors["batch_size"], int)
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_every_tuner_stops_at_the_study_budget(tmp_path, tuner):
+    """Hyperband included: one of its iterations is 6 trials at 3 epochs, the budget is 20."""
+    raw = tiny_config(tmp_path, trials=20, epochs=3, engine="keras-tuner", tuner=tuner)
+    config = build_config(raw)
+    hp = kt.HyperParameters()
+    config.space.keras_tuner(hp)
+    oracle = make_oracle(config, hp)
+    oracle._set_project_dir(str(tmp_path), "kt")
+    created = 0
+    while (trial := oracle.create_trial("tuner0")).status != kt.engine.trial.TrialStatus.STOPPED:
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        trial.status = kt.engine.trial.TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+        created += 1
+    assert created == 20
 
 
 @pytest.mark.slow

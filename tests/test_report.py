@@ -17,9 +17,9 @@ DIST = {
 }
 
 
-def _study(tmp_path, rows) -> optuna.Study:
-    """rows: (spp_impl, image_size, learning_rate, outcome, value)."""
-    study = optuna.create_study(study_name="fab", storage=f"sqlite:///{tmp_path}/o.db", direction="maximize")
+def _study(tmp_path, rows, name: str = "fab", epochs: int = 0) -> optuna.Study:
+    """rows: (spp_impl, image_size, learning_rate, outcome, value); ``epochs`` reported per trial."""
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/o.db", direction="maximize")
     study.set_user_attr("config", {"space": {k: {} for k in DIST}})
     for impl, size, lr, outcome, value in rows:
         factors = {**default_factors(), "spp_impl": impl, "image_size": size, "learning_rate": lr}
@@ -32,6 +32,7 @@ def _study(tmp_path, rows) -> optuna.Study:
                 value=value if ok else None,
                 state=TrialState.COMPLETE if ok else TrialState.FAIL,
                 user_attrs={"factors": factors, "outcome": outcome},
+                intermediate_values={e: 0.5 for e in range(epochs)},
             )
         )
     return study
@@ -71,3 +72,13 @@ def test_report_says_what_it_cannot_conclude(tmp_path, rows):
         assert "Too few trials to conclude anything" in text
     else:
         assert "validation accuracy (Optuna fANOVA): cannot compute" in text
+
+
+def test_studies_side_by_side_count_trials_and_epochs(tmp_path):
+    """The engine comparison: trials, epochs trained (the compute budget), best and outcomes."""
+    main = _study(tmp_path, ROWS, epochs=3)
+    other = _study(tmp_path, [("floor_ceil", 16, 0.01, "ok", 0.95)] * 2 + [ROWS[0]], name="other", epochs=1)
+    text = write_report(main, None, tmp_path / "out", compare=[other]).read_text()
+    assert "| fab | optuna tpe | 16 | 48 | 0.9000 | 9 | 12 / 0 / 4 |" in text
+    assert "| other | optuna tpe | 3 | 3 | 0.9500 | 1 | 2 / 0 / 1 |" in text
+    assert (tmp_path / "out" / "best_so_far.png").stat().st_size > 0

@@ -53,6 +53,12 @@ class _Reporter:
 
 
 def make_oracle(config: StudyConfig, hp: kt.HyperParameters) -> kt.Oracle:
+    """KerasTuner's oracle for ``--tuner``, stopping at the study's ``trials`` like the others.
+
+    Hyperband has no ``max_trials`` argument: one iteration of it is only a handful of trials
+    (6 for 3 epochs), so it runs as many iterations as the budget allows and stops at ``trials``
+    through the base oracle's ``max_trials`` check.
+    """
     s = config.study
     common = dict(
         objective=kt.Objective("val_accuracy", "max"),
@@ -62,7 +68,9 @@ def make_oracle(config: StudyConfig, hp: kt.HyperParameters) -> kt.Oracle:
         max_consecutive_failed_trials=s.trials + 1,
     )
     if s.tuner == "hyperband":
-        return kt.oracles.HyperbandOracle(max_epochs=s.epochs, factor=3, **common)
+        oracle = kt.oracles.HyperbandOracle(max_epochs=s.epochs, factor=3, hyperband_iterations=None, **common)
+        oracle.max_trials = s.trials
+        return oracle
     if s.tuner == "bayesian":
         return kt.oracles.BayesianOptimizationOracle(max_trials=s.trials, **common)
     return kt.oracles.RandomSearchOracle(max_trials=s.trials, **common)
