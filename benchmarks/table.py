@@ -37,7 +37,7 @@ def spp_section(data: dict) -> list[str]:
 
 def pipeline_section(data: dict) -> list[str]:
     lines = [
-        "## Input pipeline + training step (images/s, last epoch; equal mean pixel count)",
+        "## Input pipeline + training step (images/s over every epoch but the first; equal mean pixel count)",
         "",
         f"Mean native pixels {data['mean_native_pixels']:.0f}; fixed side {data['fixed_side']}, "
         f"multi-size sides {data['multi_sides']}.",
@@ -98,6 +98,72 @@ def feedback_section(data: dict) -> list[str]:
     return lines
 
 
+def _check(name: str, value: float | None, target: float, higher_is_better: bool = False) -> list[str]:
+    """One target row: the measured value, the target and whether it is met."""
+    if value is None:
+        return [name, "not measured", f"{target:g}", "-"]
+    met = value >= target if higher_is_better else value <= target
+    return [name, f"{value:.2f}", f"{'>=' if higher_is_better else '<='} {target:g}", "met" if met else "MISSED"]
+
+
+def _spp_ratio(rows: list, dynamic_only: bool, keep, key: str, pick=max) -> float | None:
+    values = [r[key] for r in rows if keep(r) and (r["mode"] == "dynamic" or not dynamic_only) and r[key]]
+    return pick(values) if values else None
+
+
+def targets_section(results: dict) -> list[str]:
+    """Every target of the performance issue, checked against the JSON files (worst case)."""
+    rows = []
+    spp = (results.get("spp_op") or {}).get("rows", [])
+    divisible = lambda r: all(side % lvl == 0 for side in r["shape"][1:3] for lvl in r["levels"])  # noqa: E731
+    anywhere = lambda r: not divisible(r)  # noqa: E731
+    rows.append(
+        _check(
+            "SPP divisible sizes, dynamic: ours / paper window (worst)",
+            _spp_ratio(spp, True, divisible, "ratio_vs_paper_window"),
+            1.1,
+        )
+    )
+    rows.append(
+        _check(
+            "SPP divisible sizes, dynamic: ours / global-pool floor (worst)",
+            _spp_ratio(spp, True, divisible, "ratio_vs_floor"),
+            1.5,
+        )
+    )
+    rows.append(
+        _check("SPP any size, dynamic: ours / floor (worst)", _spp_ratio(spp, True, anywhere, "ratio_vs_floor"), 3.0)
+    )
+    first = lambda r: tuple(r["shape"]) == (64, 32, 32, 128) and tuple(r["levels"]) == (1, 2, 4)  # noqa: E731
+    rows.append(
+        _check(
+            "SPP (64,32,32,128) (1,2,4): speed-up over one slice per bin (worst)",
+            _spp_ratio(spp, False, first, "speedup_vs_round_bins", min),
+            5.0,
+            True,
+        )
+    )
+    pipe = results.get("pipeline")
+    rows.append(
+        _check(
+            "variable_bucketed images/s / fixed",
+            pipe["ratio_vs_fixed"]["variable_bucketed"] if pipe else None,
+            0.8,
+            True,
+        )
+    )
+    over = results.get("overhead")
+    rows.append(_check("isolated / inline trial wall time", over["ratio_process_vs_inline"] if over else None, 1.10))
+    study = results.get("study")
+    pruned = next((r for r in study["runs"] if r["pruner"] != "none"), None) if study else None
+    rows.append(_check("default 50-trial study, pruning on (minutes)", pruned["wall_s"] / 60 if pruned else None, 10))
+    rows.append(
+        _check("driver memory growth over the study (MB)", pruned["driver_rss_mb"]["growth"] if pruned else None, 50)
+    )
+    lines = ["## Targets", "", "| target | measured | target | |", "|---|---|---|---|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
 SECTIONS = {
     "spp_op": spp_section,
     "pipeline": pipeline_section,
@@ -109,6 +175,7 @@ SECTIONS = {
 
 def write_table() -> Path:
     lines = ["# Benchmark results", ""]
+    lines += targets_section({name: _load(name) for name in SECTIONS})
     for name, section in SECTIONS.items():
         data = _load(name)
         if data is None:
