@@ -1,9 +1,9 @@
 """Input pipeline + training step: images/s of each input-size policy at equal mean pixel count.
 
 Every policy trains the same model on the same built-in images for ``--epochs`` epochs, one
-worker, inline; images/s is measured over every epoch but the first (which traces and fills
-caches). Several epochs matter for bucketed batches: one epoch's mix of small and large buckets
-varies with the shuffle, and with it that epoch's speed.
+worker, inline; images/s is the training part of every epoch but the first (which traces and
+fills caches), validation excluded. Several epochs matter for bucketed batches: one epoch's
+mix of small and large buckets varies with the shuffle, and with it that epoch's speed.
 The fixed side is the square root of the images' mean native pixel count, and multi-size scales
 its two sides so their mean pixel count is the same; bucketed and padded use native sizes. The
 number of input shapes traced is recorded, for bucketed also with XLA (``jit_compile``).
@@ -37,7 +37,7 @@ def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
     train_images = len(load_trial_data(data)[0])
     timed = seen[1:]
     return {
-        "images_per_s": train_images * len(timed) / sum(m["epoch_time_s"] for m in timed),
+        "images_per_s": train_images * len(timed) / sum(m["train_epoch_time_s"] for m in timed),
         "val_accuracy": result.value,
         "traced_shapes": result.stats["traced_shapes"],
         "traces": result.stats["traces"],

@@ -184,7 +184,8 @@ def _callback(watch: Watch, reporter: Reporter, fault: str):
             if watch.step + 1 == FAULT_STEP and fault != "none":
                 inject_fault(fault)
             loss, norm = float(logs["batch_loss"]), float(logs["grad_norm"])
-            if watch.on_step(loss, norm, time.perf_counter() - self.step_start):
+            self.train_end = time.perf_counter()
+            if watch.on_step(loss, norm, self.train_end - self.step_start):
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
@@ -192,6 +193,8 @@ def _callback(watch: Watch, reporter: Reporter, fault: str):
                 return
             metrics = {k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
             metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
+            # the training part alone (input pipeline + steps), without validation
+            metrics["train_epoch_time_s"] = self.train_end - self.epoch_start
             self.history.append(metrics)
             if reporter.epoch_end(epoch, metrics):
                 watch.pruned = True

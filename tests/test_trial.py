@@ -34,7 +34,9 @@ def test_ok_trial_reports_every_epoch(policy):
     result = run_trial(_spec(input_policy=policy), reporter)
     assert result.outcome is Outcome.OK, result.traceback
     assert [e for e, _ in reporter.epochs] == [0, 1]
-    assert set(reporter.epochs[0][1]) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s"}
+    metrics = reporter.epochs[0][1]
+    assert set(metrics) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "train_epoch_time_s"}
+    assert 0 < metrics["train_epoch_time_s"] < metrics["epoch_time_s"]  # validation comes after training
     assert result.value == reporter.epochs[-1][1]["val_accuracy"]
     assert result.stats["steps"] == 10 and result.stats["traced_shapes"] >= 1
     assert math.isfinite(result.stats["grad_norm_max"]) and result.stats["images_per_s"] > 0
