@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, _channel_order, judge_failure, verdicts
+from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, _channel_order, _memory, judge_failure, verdicts
 from spp_search.stats import failure_rules, interactions, mean_interval, welch, wilson
 
 
@@ -124,3 +124,40 @@ def test_channel_order_verdict_needs_equivalence_to_refute(as_is, normalize, ver
     rows = [{"channel_order": "as_is", "value": v} for v in as_is]
     rows += [{"channel_order": "normalize", "value": v} for v in normalize]
     assert _channel_order(_claim_frame(rows)).verdict == verdict
+
+
+def _mem_rows(policy, impl, outcome, n, batch=1024, size=32, head="spp"):
+    row = {"input_policy": policy, "spp_impl": impl, "head": head, "outcome": outcome}
+    return [{**row, "batch_size": batch, "image_size": size, "channel_policy": "pad_missing"}] * n
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict"),
+    [
+        # padded OOMs under one layer, fixed-size trials of other layers fit: not comparable -> unknown
+        (
+            _mem_rows("variable_padded", "floor_ceil", "oom_host", 3)
+            + _mem_rows("fixed", "round_bins", "ok", 3, size=96)
+            + _mem_rows("fixed", "floor_ceil", "ok", 3, size=96, head="flatten"),
+            UNKNOWN,
+        ),
+        # the same load and policy: every layer runs out, Flatten too -> memory is the load's
+        (
+            _mem_rows("variable_padded", "floor_ceil", "oom_host", 3)
+            + _mem_rows("variable_padded", "round_bins", "oom_host", 3)
+            + _mem_rows("variable_padded", "crop_split", "oom_host", 2)
+            + _mem_rows("variable_padded", "crop_split", "ok", 1),
+            REFUTED,
+        ),
+        # one layer runs out where another, at the same load, never does -> that layer's problem
+        (
+            _mem_rows("fixed", "round_bins", "oom_host", 3) + _mem_rows("fixed", "floor_ceil", "ok", 3),
+            f"{SOME} (round_bins)",
+        ),
+    ],
+    ids=["other_policy_is_no_control", "every_layer", "one_layer"],
+)
+def test_memory_verdict_compares_layers_at_equal_load_and_policy(rows, verdict):
+    frame = _claim_frame(rows)
+    got = _memory(frame)
+    assert got.verdict == verdict, got.evidence
