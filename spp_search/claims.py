@@ -5,9 +5,10 @@ A verdict is one of ``supported``, ``refuted``, ``true only for some implementat
 judged per implementation (the ``spp_impl`` and ``head`` factors), because the post's claims are
 true of some SPP layers and false of others:
 
-* a group *fails* when at least half of its trials under X end in the claimed failure;
+* a group *fails* when at least half of its n >= 2 trials under X end in the claimed failure
+  (one trial is an anecdote);
 * a group is *safe* when none of its n >= 3 trials under X does;
-* all groups with data fail -> supported; none fail and one is safe -> refuted; some fail and
+* all groups with data fail -> supported; no trial fails and one group is safe -> refuted; some fail and
   some are safe -> true only for the failing ones; otherwise -> cannot conclude.
 
 The channel-order claim is about accuracy, not failure: supported when normalising the order is
@@ -52,12 +53,13 @@ def judge_failure(frame: pd.DataFrame, under: pd.Series, outcomes: set[str], cla
     Only trials whose data loaded count (a ``data_error`` never reached the model).
     """
     under = under & (frame["outcome"] != "data_error")
-    rows, failing, safe = [], [], []
+    rows, failing, safe, any_failure = [], [], [], False
     for impl, group in frame[under].groupby(_impl(frame[under])):
         k, n = int(group["outcome"].isin(outcomes).sum()), len(group)
         low, high = wilson(k, n)
         rows.append(f"{impl} {k}/{n} [{low:.2f}, {high:.2f}]")
-        if k / n >= 0.5:
+        any_failure = any_failure or k > 0
+        if n >= 2 and k / n >= 0.5:
             failing.append(impl)
         elif n >= 3 and k == 0:
             safe.append(impl)
@@ -68,7 +70,7 @@ def judge_failure(frame: pd.DataFrame, under: pd.Series, outcomes: set[str], cla
         verdict = SUPPORTED
     elif failing and safe:
         verdict = f"{SOME} ({', '.join(failing)})"
-    elif safe and not failing:
+    elif safe and not any_failure:
         verdict = REFUTED
     else:
         verdict = UNKNOWN

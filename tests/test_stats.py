@@ -83,6 +83,7 @@ def _claim_frame(rows):
         ([{}] * 4, REFUTED),
         ([{}] * 2, UNKNOWN),
         ([{"outcome": "data_error"}] * 4, UNKNOWN),  # never reached the model
+        ([{}] * 3 + [{"spp_impl": "keras_adaptive", "outcome": "shape_error"}], UNKNOWN),  # 1/1: an anecdote
     ],
 )
 def test_failure_claim_verdicts(rows, verdict):
