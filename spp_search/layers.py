@@ -206,23 +206,20 @@ def spatial_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str, jit_safe:
         if h == 0 or w == 0:
             raise ValueError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
         pyramid = (grid_pyramid if h % grid == 0 and w % grid == 0 else general_pyramid)(x, levels, pooling)
-    elif jit_safe or in_xla_context():
-        dyn = tf.shape(x)
-        with tf.control_dependencies(
-            [tf.debugging.assert_positive(dyn[1:3], message="SPP input has an empty spatial size")]
-        ):
-            pyramid = general_pyramid(tf.identity(x), levels, pooling)
     else:
         dyn = tf.shape(x)
         with tf.control_dependencies(
             [tf.debugging.assert_positive(dyn[1:3], message="SPP input has an empty spatial size")]
         ):
-            divisible = tf.logical_and(dyn[1] % grid == 0, dyn[2] % grid == 0)
-        pyramid = tf.cond(
-            divisible,
-            lambda: grid_pyramid(x, levels, pooling),
-            lambda: general_pyramid(x, levels, pooling),
-        )
+            x = tf.identity(x)
+        if jit_safe or in_xla_context():
+            pyramid = general_pyramid(x, levels, pooling)
+        else:
+            pyramid = tf.cond(
+                tf.logical_and(dyn[1] % grid == 0, dyn[2] % grid == 0),
+                lambda: grid_pyramid(x, levels, pooling),
+                lambda: general_pyramid(x, levels, pooling),
+            )
     batch = tf.shape(x)[0]
     return tf.concat([tf.reshape(p, [batch, -1]) for p in pyramid], axis=1)
 
