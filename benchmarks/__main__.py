@@ -1,6 +1,6 @@
 """Run every benchmark, then write ``benchmarks/results/summary.md`` from their JSON.
 
-python -m benchmarks            # all (about 45 minutes on 2 CPU cores)
+python -m benchmarks            # all (about 20 minutes on 2 CPU cores)
 python -m benchmarks --only spp_op,pipeline
 python -m benchmarks --table    # only rebuild the markdown table from the JSON files
 """
