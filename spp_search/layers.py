@@ -9,8 +9,9 @@ Three code paths compute the same numbers (``benchmarks/spp_op.py`` times them):
 
 * grid path, when height and width are multiples of ``L = lcm(levels)``: a reshape-and-reduce to an
   ``L x L`` grid, one axis at a time, from which every level is a further reshape-and-reduce.
-* any size, max: only the finest level ``L`` is pooled (gathering each bin's rows, clipped to the
-  bin); every coarser level's bins are exactly unions of its bins (see ``finest_max_pyramid``).
+* any size, max: only the finest level ``L`` is pooled (each bin's rows picked by a one-hot
+  matrix product, then a max); every coarser level's bins are exactly unions of its bins (see
+  ``finest_max_pyramid``).
 * any size, average: one matrix product with a bin-averaging matrix over all levels, so
   overlapping bins cost nothing extra.
 
@@ -129,16 +130,49 @@ def grid_pyramid(x: tf.Tensor, levels: Sequence[int], pooling: str) -> list[tf.T
     return _from_cells(tf.ensure_shape(cells, [None, grid, grid, x.shape[3]]), levels, pooling)
 
 
+def selection_matrix(size: tf.Tensor, n: int, dtype) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(n * span, size)`` one-hot rows picking each bin's indices, and ``span``.
+
+    Bin i takes ``span`` (the longest bin's length) indices, clipped to its last one: repeats do
+    not change a max. Picking by a matrix product rather than ``tf.gather`` makes the gradient a
+    matrix product too, where a gather's is a scatter-add with two transposes (measured here:
+    1.2-1.4x faster forward+backward on 7x9 to 32x32 maps).
+    """
+    start, end = bin_edges(size, n)
+    span = tf.reduce_max(end - start)
+    idx = tf.minimum(start[:, None] + tf.range(span)[None, :], end[:, None] - 1)
+    return tf.one_hot(tf.reshape(idx, [-1]), size, dtype=dtype), span
+
+
+def max_rows(x: tf.Tensor, n: int) -> tf.Tensor:
+    """``(B, H, W, C) -> (B, n, W, C)``: the max over each of n floor/ceil bins of rows."""
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
+    select, span = selection_matrix(h, n, x.dtype)
+    picked = tf.matmul(select[None], tf.reshape(x, [b, h, w * c]))  # (B, n * span, W * C)
+    return tf.reduce_max(tf.reshape(picked, [b, n, span, w, c]), axis=2)
+
+
+def max_cols(x: tf.Tensor, n: int) -> tf.Tensor:
+    """``(B, R, W, C) -> (B, R, n, C)``: the max over each of n floor/ceil bins of columns."""
+    shape = tf.shape(x)
+    b, r, w, c = shape[0], shape[1], shape[2], x.shape[3] or shape[3]
+    select, span = selection_matrix(w, n, x.dtype)
+    picked = tf.matmul(select[None], tf.reshape(x, [b * r, w, c]))  # (B * R, n * span, C)
+    return tf.reduce_max(tf.reshape(picked, [b, r, n, span, c]), axis=3)
+
+
 def finest_max_pyramid(x: tf.Tensor, levels: Sequence[int]) -> list[tf.Tensor]:
     """Max pyramid of any size from the finest level ``L = lcm(levels)`` alone.
 
     Under the Appendix A rule, bin i of level n covers exactly the rows of bins
     ``i*L/n .. (i+1)*L/n - 1`` of level L (their first row is floor(i*a/n), their last
-    ceil((i+1)*a/n) - 1). They may overlap, which a max ignores: so one gathered level and
-    cheap reductions of its ``L x L`` grid give every level, exactly.
+    ceil((i+1)*a/n) - 1). They may overlap, which a max ignores: so one pooled level and
+    cheap reductions of its ``L x L`` grid give every level, exactly. (The one-hot products are
+    exact for finite inputs; an inf or NaN in the map spreads to its whole column of bins.)
     """
     grid = math.lcm(*levels)
-    cells = pool_axis(pool_axis(x, 1, grid, "max"), 2, grid, "max")
+    cells = max_cols(max_rows(x, grid), grid)
     return _from_cells(tf.ensure_shape(cells, [None, grid, grid, x.shape[3]]), levels, "max")
 
 
