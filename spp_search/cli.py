@@ -165,6 +165,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         configs, repeats = arms(config.ablation)
         prepare = lambda study: enqueue(study, configs, repeats, config.defaults)  # noqa: E731
+    elif config.enqueue:
+        from spp_search.engines.budget import enqueue_configs
+
+        prepare = lambda study: enqueue_configs(study, config.space.enqueued_params(list(config.enqueue)))  # noqa: E731
     return _train_study(config, prepare)
 
 

@@ -6,6 +6,7 @@ A config file has four sections, each optional; unknown keys fail with the list 
     data:     {source, val_fraction, split_seed, synthetic: {num_images, num_classes, ...}}
     defaults: {<factor>: value}      # every factor not searched; see factors.py
     space:    {<factor>: parameter}  # the searched factors; see space.py
+    enqueue:  [{<factor>: value}]    # configurations tried first (the sampler fills the rest)
 
 An exported best configuration has the same sections plus ``result`` (what it achieved), so it
 can be given back to ``--config``.
@@ -34,7 +35,7 @@ PRUNERS = ("median", "none")
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("random", "bayesian", "hyperband")
 DEVICES = ("auto", "cpu", "gpu")
-SECTIONS = ("study", "data", "defaults", "space", "ablation", "result")
+SECTIONS = ("study", "data", "defaults", "space", "enqueue", "ablation", "result")
 
 
 def parse_bytes(name: str, text: str) -> int | None:
@@ -147,6 +148,7 @@ class StudyConfig:
     defaults: dict
     space: SearchSpace
     ablation: dict | None = None
+    enqueue: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
@@ -155,6 +157,7 @@ class StudyConfig:
             "data": {**dataclasses.asdict(self.data)},
             "defaults": defaults,
             "space": self.space.to_dict(),
+            **({"enqueue": [dict(e) for e in self.enqueue]} if self.enqueue else {}),
             **({"ablation": self.ablation} if self.ablation else {}),
         }
 
@@ -251,7 +254,18 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
             raise ConfigError(must("space", "be absent in an ablation (it is derived)", "space", "Remove it."))
         study = dataclasses.replace(study, trials=len(configs) * repeats, pruner="none")
         raw = {**raw, "space": derived}
-    return StudyConfig(study, data, defaults, SearchSpace.from_dict(raw.get("space")), ablation)
+    space = SearchSpace.from_dict(raw.get("space"))
+    enqueue = raw.get("enqueue")
+    if enqueue is not None:
+        space.enqueued_params(enqueue)  # validates; the config keeps the entries as written
+    enqueue = tuple(dict(e) for e in enqueue or ())
+    if enqueue and (ablation is not None or study.engine != "optuna"):
+        fix = "Remove it: an ablation lists its own configurations, and KerasTuner cannot enqueue."
+        raise ConfigError(must("enqueue", "go with a search on the optuna engine", "enqueue", fix))
+    if len(enqueue) > study.trials:
+        fix = f"List at most {study.trials} or raise study.trials."
+        raise ConfigError(must("enqueue", f"hold at most study.trials = {study.trials} entries", len(enqueue), fix))
+    return StudyConfig(study, data, defaults, space, ablation, enqueue)
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:

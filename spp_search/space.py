@@ -170,6 +170,40 @@ class SearchSpace:
             factors[p.name] = p.choices[p.labels.index(value)] if p.choices is not None else value
         return factors, params
 
+    def enqueued_params(self, entries: object) -> tuple[dict, ...]:
+        """Optuna params (labels for categoricals) of the ``enqueue`` section's partial configurations.
+
+        Each entry fixes some searched factors (the sampler picks the rest); a value must be one of
+        the parameter's choices or inside its range, so an enqueued trial is one the search could
+        have proposed.
+        """
+        if not isinstance(entries, list):
+            raise ConfigError(must("enqueue", "be a list of factor -> value mappings", entries, "See README."))
+        by_name = {p.name: p for p in self.params}
+        out = []
+        for i, entry in enumerate(entries):
+            where = f"enqueue[{i}]"
+            if not isinstance(entry, dict) or not entry:
+                raise ConfigError(must(where, "be a non-empty mapping of factor -> value", entry, "See README."))
+            params = {}
+            for name, value in entry.items():
+                if name not in by_name:
+                    fix = f"Use searched factors only: {list(by_name)}."
+                    raise ConfigError(must(f"{where}.{name}", "name a factor of `space`", name, fix))
+                p, value = by_name[name], check_factor(name, value)
+                if p.choices is not None:
+                    if param_text(value) not in p.labels:
+                        fix = f"Use one of {list(p.labels)}."
+                        raise ConfigError(must(f"{where}.{name}", "be one of its choices", value, fix))
+                    params[name] = param_text(value)
+                else:
+                    if not p.low <= value <= p.high:
+                        fix = f"Use a value in [{p.low}, {p.high}]."
+                        raise ConfigError(must(f"{where}.{name}", "lie in its range", value, fix))
+                    params[name] = value
+            out.append(params)
+        return tuple(out)
+
     def params_for(self, factors: dict) -> dict:
         """Optuna params (labels for categoricals) that reproduce ``factors``, for enqueueing."""
         out = {}

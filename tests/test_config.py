@@ -36,6 +36,19 @@ def test_overrides_win_and_none_means_not_given(tmp_path):
     assert (config.study.trials, config.study.seed) == (9, 3)
 
 
+_SPACE = {"pooling": {"choices": ["max"]}, "learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}}
+
+
+def test_enqueued_configurations_become_optuna_params():
+    raw = {
+        "space": {**_SPACE, "levels": {"choices": [[1], [1, 2]]}},
+        "enqueue": [{"levels": [1, 2]}, {"learning_rate": 0.01}],
+    }
+    config = build_config(raw)
+    assert config.space.enqueued_params(list(config.enqueue)) == ({"levels": "1,2"}, {"learning_rate": 0.01})
+    assert build_config(config.to_dict()).enqueue == config.enqueue  # stored in the study, read back
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
@@ -62,6 +75,13 @@ def test_overrides_win_and_none_means_not_given(tmp_path):
             "searched before it",
         ),
         ({"space": {"pooling": {"choices": []}}}, "non-empty list"),
+        ({"space": _SPACE, "enqueue": {"pooling": "max"}}, "`enqueue` must be a list"),
+        ({"space": _SPACE, "enqueue": [{"levels": [1, 2]}]}, r"`enqueue\[0\].levels` must name a factor of `space`"),
+        ({"space": _SPACE, "enqueue": [{"pooling": "avg"}]}, r"`enqueue\[0\].pooling` must be one of its choices"),
+        ({"space": _SPACE, "enqueue": [{"learning_rate": 2.0}]}, "must lie in its range"),
+        ({"space": _SPACE, "enqueue": [{}]}, "non-empty mapping"),
+        ({"study": {"trials": 1}, "space": _SPACE, "enqueue": [{"pooling": "max"}] * 2}, "at most study.trials"),
+        ({"study": {"engine": "keras-tuner"}, "space": _SPACE, "enqueue": [{"pooling": "max"}]}, "optuna engine"),
     ],
 )
 def test_bad_config_fails_with_one_clear_line(raw, fragment):

@@ -97,6 +97,20 @@ def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
     assert all("failed_step" in r.data.tags for r in children)
 
 
+def test_enqueued_configurations_run_first_and_count_toward_the_total(tmp_path):
+    raw = tiny_config(tmp_path, name="seeded", trials=3)
+    raw["enqueue"] = [{"levels": [1, 2], "pooling": "avg"}, {"input_policy": "variable_padded"}]
+    assert main(["--config", _write(tmp_path, raw)]) == 0
+    study = optuna.load_study(study_name="seeded", storage=f"sqlite:///{tmp_path}/optuna.db")
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
+    assert (trials[0].params["levels"], trials[0].params["pooling"]) == ("1,2", "avg")
+    assert trials[1].params["input_policy"] == "variable_padded"
+    assert trials[0].user_attrs["enqueued"] and "enqueued" not in trials[2].user_attrs
+    assert main(["--config", _write(tmp_path, raw)]) == 0  # resume: nothing enqueued twice
+    assert len(optuna.load_study(study_name="seeded", storage=f"sqlite:///{tmp_path}/optuna.db").trials) == 3
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -46,6 +46,12 @@ def counted_trials(study: optuna.Study) -> list:
     return [t for t in _valid(study.get_trials(deepcopy=False)) if t.state in FINISHED]
 
 
+def enqueue_configs(study: optuna.Study, params: tuple[dict, ...]) -> None:
+    """Enqueue the config's ``enqueue`` entries as tickets: they take places of the total, first."""
+    for fixed in params:
+        study.enqueue_trial(fixed, user_attrs={TICKET: True, "enqueued": True}, skip_if_exists=False)
+
+
 def top_up(study: optuna.Study, total: int) -> int:
     """Enqueue tickets until the study holds ``total`` live trials; return how many were added."""
     missing = total - len(_valid(study.get_trials(deepcopy=False)))
