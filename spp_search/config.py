@@ -1,6 +1,6 @@
 """One frozen, validated ``StudyConfig`` from an experiment YAML file plus command-line overrides.
 
-A config file has four sections, each optional; unknown keys fail with the list of valid ones::
+A config file has these sections, each optional; unknown keys fail with the list of valid ones::
 
     study:    {name, trials, seed, epochs, sampler, pruner, storage, tracking_uri, device}
     data:     {source, val_fraction, split_seed, synthetic: {num_images, num_classes, ...}}
