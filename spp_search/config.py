@@ -261,7 +261,8 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     enqueue = tuple(dict(e) for e in enqueue or ())
     if enqueue and (ablation is not None or study.engine != "optuna"):
         fix = "Remove it: an ablation lists its own configurations, and KerasTuner cannot enqueue."
-        raise ConfigError(must("enqueue", "go with a search on the optuna engine", "enqueue", fix))
+        used = "an ablation" if ablation is not None else f"engine {study.engine}"
+        raise ConfigError(must("enqueue", "go with a search on the optuna engine", used, fix))
     if len(enqueue) > study.trials:
         fix = f"List at most {study.trials} or raise study.trials."
         raise ConfigError(must("enqueue", f"hold at most study.trials = {study.trials} entries", len(enqueue), fix))
