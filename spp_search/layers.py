@@ -21,9 +21,8 @@ it per batch, so the layer works inside compiled ``model.fit`` with variable inp
 XLA (``jit_compile=True``) compiles *both* branches of a ``tf.cond`` for each concrete size, and
 the grid branch's reshape is invalid for sizes it would never see at run time. Inside an XLA
 function (detected when tracing, e.g. Keras' ``jit_compile``, which is on by default on GPUs) or
-with ``jit_safe=True``, the layer takes no ``tf.cond``: always the any-size path (exact, a little
-slower on divisible sizes). ``models.build_model`` sets ``jit_safe`` from the ``jit_compile``
-factor too, in case the detection (a TensorFlow internal) goes away.
+with ``jit_safe=True`` (for a TensorFlow where that internal check is missing), the layer takes
+no ``tf.cond``: always the any-size path (exact, a little slower on divisible sizes).
 """
 
 from __future__ import annotations

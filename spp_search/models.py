@@ -66,13 +66,11 @@ def build_model(
     head: str = "spp",
     preprocess: keras.layers.Layer | None = None,
     model_class: type = StabilityModel,
-    jit_compile: bool = False,
 ) -> keras.Model:
     """Backbone + SPP (or Flatten) + dense head. ``input_size=None``: a ``(None, None, bands)`` input.
 
     Training uses ``StabilityModel``; an exported model is a plain ``keras.Model`` whose
-    ``preprocess`` layer (value scaling) makes it take raw pixel values. ``jit_compile``: the
-    model will be compiled with XLA, so our SPP layer avoids its ``tf.cond`` (see ``layers``).
+    ``preprocess`` layer (value scaling) makes it take raw pixel values.
     """
     height, width_px = input_size if input_size is not None else (None, None)
     inputs = keras.Input((height, width_px, bands), name="image")
@@ -80,7 +78,7 @@ def build_model(
     if head == "flatten":
         pooled = keras.layers.Flatten(name="flatten")(features)
     else:
-        pooled = spp_head(features, spp_impl, levels, pooling, jit_safe=jit_compile)
+        pooled = spp_head(features, spp_impl, levels, pooling)
     hidden = keras.layers.Dense(dense_units, activation="relu", name="hidden")(pooled)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes", dtype="float32")(hidden)
     return model_class(inputs, outputs, name="spp_net")
@@ -109,7 +107,6 @@ def build_trial_model(
         dense_units=int(factors.get("dense_units", 64)),
         spp_impl=factors.get("spp_impl", "floor_ceil"),
         head=factors.get("head", "spp"),
-        jit_compile=bool(factors.get("jit_compile", False)),
     )
 
 

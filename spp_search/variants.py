@@ -134,15 +134,12 @@ def keras_adaptive(x: keras.KerasTensor, levels: Sequence[int], pooling: str) ->
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
 
 
-def spp_head(
-    x: keras.KerasTensor, impl: str, levels: Sequence[int], pooling: str, jit_safe: bool = False
-) -> keras.KerasTensor:
-    """Apply the SPP variant ``impl`` to a feature map (``jit_safe``: ours only, for XLA)."""
+def spp_head(x: keras.KerasTensor, impl: str, levels: Sequence[int], pooling: str) -> keras.KerasTensor:
+    """Apply the SPP variant ``impl`` to a feature map."""
     if impl == "keras_adaptive":
         return keras_adaptive(x, levels, pooling)
-    if impl == "floor_ceil":
-        return SpatialPyramidPooling2D(levels, pooling, jit_safe=jit_safe, name="spp")(x)
     layer = {
+        "floor_ceil": SpatialPyramidPooling2D,
         "round_bins": RoundBinsSPP,
         "paper_window": PaperWindowSPP,
         "crop_split": CropSplitSPP,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from pathlib import Path
 
 import keras_tuner as kt
@@ -30,9 +29,9 @@ from optuna.trial import TrialState, create_trial
 
 from spp_search.config import StudyConfig
 from spp_search.engines import budget
-from spp_search.engines.optuna_engine import StudySummary, best_of, describe, open_study
+from spp_search.engines.optuna_engine import StudySummary, close_study, describe, open_study
 from spp_search.outcomes import Outcome
-from spp_search.progress import StudyProgress, summary_table
+from spp_search.progress import StudyProgress
 from spp_search.redaction import redact
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
@@ -195,11 +194,5 @@ def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, pr
         status = "KILLED"
         raise
     finally:
-        finished = budget.counted_trials(study)
-        outcomes = Counter(budget.outcome_of(t) for t in finished)
-        best = best_of(study, config.space.names)
-        tracker.close_study({"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}, status)
-        console.print(summary_table(outcomes, time.perf_counter() - start))
-        if best:
-            console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
-    return StudySummary(outcomes, best, len(finished))
+        summary = close_study(study, tracker, console, config.space.names, status, start)
+    return summary

@@ -363,15 +363,21 @@ def run_study(
         status = "KILLED"
         raise
     finally:
-        finished = budget.counted_trials(study)
-        outcomes = Counter(budget.outcome_of(t) for t in finished)
-        best = best_of(study, names)
-        metrics = {"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}
-        tracker.close_study(metrics, status)
-        console.print(summary_table(outcomes, time.perf_counter() - start))
-        if best:
-            console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
-    return StudySummary(outcomes, best, loop.ran if loop else 0)
+        summary = close_study(study, tracker, console, names, status, start)
+    return dataclasses.replace(summary, trials_run=loop.ran if loop else 0)
+
+
+def close_study(study, tracker, console: Console, names: tuple[str, ...], status: str, start: float) -> StudySummary:
+    """End the parent MLflow run with the study's totals and print the outcome table and best
+    trial (both engines, whatever stopped them)."""
+    finished = budget.counted_trials(study)
+    outcomes = Counter(budget.outcome_of(t) for t in finished)
+    best = best_of(study, names)
+    tracker.close_study({"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}, status)
+    console.print(summary_table(outcomes, time.perf_counter() - start))
+    if best:
+        console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
+    return StudySummary(outcomes, best, len(finished))
 
 
 def live_run_ids(study: optuna.Study) -> set[str]:
