@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import write
+from spp_search.bins import reference_spp
 from spp_search.layers import SpatialPyramidPooling2D
-from spp_search.testing import reference_spp
 from spp_search.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP, keras_adaptive
 
 SHAPES = [(64, 32, 32, 128), (32, 13, 13, 256), (16, 7, 9, 512)]

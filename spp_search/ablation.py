@@ -14,8 +14,8 @@ The ``ablation`` section of a config gives the configurations in one of three wa
         spp_impl: [floor_ceil, round_bins]
         image_size: [16, 64]
 
-Every configuration becomes an Optuna trial enqueued ``repeats`` times (trial n trains with seed
-``seed + n``), so isolation, the outcome taxonomy, tracking, resume and the report work as in a
+Every configuration becomes an Optuna trial enqueued ``repeats`` times (``engines.budget.enqueue_arms``;
+trial n trains with seed ``seed + n``), so isolation, the outcome taxonomy, tracking, resume and the report work as in a
 search. The search space is derived: one categorical parameter per factor that varies.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from spp_search.engines.budget import TICKET
 from spp_search.errors import ConfigError, must
 from spp_search.factors import check_factor, param_text
 
@@ -88,15 +87,3 @@ def space_for(configs: list[Arm], defaults: dict) -> dict:
             value = arm.overrides.get(factor, defaults[factor])
             seen[param_text(value)] = list(value) if isinstance(value, tuple) else value
     return {factor: {"choices": list(seen.values())} for factor, seen in varied.items()}
-
-
-def enqueue(study, configs: list[Arm], repeats: int, defaults: dict) -> int:
-    """Enqueue every arm ``repeats`` times (round-robin, so a partial run covers every arm)."""
-    count = 0
-    for _ in range(repeats):
-        for arm in configs:
-            factors = {**defaults, **arm.overrides}
-            params = {k: param_text(factors[k]) for k in space_for(configs, defaults)}
-            study.enqueue_trial(params, user_attrs={"arm": arm.name, TICKET: True}, skip_if_exists=False)
-            count += 1
-    return count

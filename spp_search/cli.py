@@ -7,6 +7,7 @@ Exit status: 0 done, 2 bad config or argument (one-line message, nothing trained
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,7 +46,12 @@ def _run_options(run: argparse.ArgumentParser) -> None:
 def _worker_options(parser: argparse.ArgumentParser) -> None:
     """Where and how trials run (``run``, ``ablate``, ``worker``)."""
     add = parser.add_argument
-    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default): a GPU when TensorFlow sees one")
+    add(
+        "--backend",
+        choices=("tensorflow", "jax"),
+        help="Keras backend of the trials (default: KERAS_BACKEND if set, else tensorflow)",
+    )
+    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default): the GPUs the backend can use, else CPU")
     add(
         "--isolation",
         choices=("process", "inline"),
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="model file, .keras")
     train.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     train.add_argument("--device", choices=("auto", "cpu", "gpu"), help="auto (default)")
+    train.add_argument(
+        "--backend", choices=("tensorflow", "jax"), help="Keras backend (default: KERAS_BACKEND, else tensorflow)"
+    )
     train.set_defaults(handler=cmd_train)
     return parser
 
@@ -126,25 +135,52 @@ def _config(args: argparse.Namespace, overrides: dict):
     return load_config(path, {"study.name": args.study_name, "study.storage": args.storage, **overrides})
 
 
-def make_runners(config, device: str) -> list:
-    """One trial runner per worker slot: budgeted worker processes, or a single inline runner."""
+def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow") -> list:
+    """One trial runner per worker slot: budgeted worker processes, or a single inline runner.
+
+    On GPUs: one worker per GPU by default, each seeing only its own (``CUDA_VISIBLE_DEVICES``).
+    More workers than GPUs share them by budget, never by racing for all of a GPU's memory: without
+    ``--gpu-memory-budget`` each gets 90% of its GPU's memory divided by the workers on it.
+    On a CPU: ``min(cores, 4)`` workers, each with ``cores // workers`` threads (and cores).
+    """
     import os
 
+    from spp_search.backends import gpu_memory_bytes
     from spp_search.config import parse_bytes
-    from spp_search.isolation import Budgets, InlineRunner, ProcessRunner
+    from spp_search.isolation import Budgets, InlineRunner, Placement, ProcessRunner
 
     s = config.study
     if s.isolation == "inline":
-        return [InlineRunner()]
+        return [InlineRunner(backend)]
     budgets = Budgets(
         host_memory_bytes=parse_bytes("host_memory_budget", s.host_memory_budget),
         gpu_memory_bytes=parse_bytes("gpu_memory_budget", s.gpu_memory_budget),
         trial_timeout_s=s.trial_timeout or None,
     )
     cores = os.cpu_count() or 1
-    workers = s.workers or (1 if device == "gpu" else min(cores, 4))
-    threads = max(1, cores // workers) if device == "cpu" else None
-    return [ProcessRunner(device, budgets, threads) for _ in range(workers)]
+    if device == "gpu":
+        workers = s.workers or gpus
+        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        ids = visible or [str(i) for i in range(gpus)]
+        per_gpu = -(-workers // len(ids))
+        if per_gpu > 1 and budgets.gpu_memory_bytes is None:
+            total = gpu_memory_bytes(int(ids[0]) if ids[0].isdigit() else 0)
+            if total:
+                budgets = Budgets(budgets.host_memory_bytes, int(0.9 * total / per_gpu), budgets.trial_timeout_s)
+        placements = [Placement(backend, "gpu", gpu=ids[i % len(ids)]) for i in range(workers)]
+        return [ProcessRunner(p, budgets) for p in placements]
+    workers = s.workers or min(cores, 4)
+    threads = max(1, cores // workers)
+    placements = [
+        Placement(
+            backend,
+            "cpu",
+            threads=threads,
+            cores=",".join(str(c) for c in range(i * threads, (i + 1) * threads)) if workers <= cores else None,
+        )
+        for i in range(workers)
+    ]
+    return [ProcessRunner(p, budgets) for p in placements]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -161,10 +197,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args, overrides)
     prepare = None
     if config.ablation:
-        from spp_search.ablation import arms, enqueue
+        from spp_search.ablation import arms
+        from spp_search.engines.budget import enqueue_arms
 
         configs, repeats = arms(config.ablation)
-        prepare = lambda study: enqueue(study, configs, repeats, config.defaults)  # noqa: E731
+        prepare = lambda study: enqueue_arms(study, configs, repeats, config.defaults)  # noqa: E731
     elif config.enqueue:
         from spp_search.engines.budget import enqueue_configs
 
@@ -211,17 +248,21 @@ def _placement(args: argparse.Namespace) -> dict:
         "study.trial_timeout": args.trial_timeout,
         "study.max_retries": args.max_retries,
         "study.workers": args.workers,
+        "study.backend": args.backend,
     }
 
 
 def _train_study(config, prepare=None, join: bool = False) -> int:
     from rich.console import Console
 
+    from spp_search import backends
     from spp_search.devices import resolve_device
     from spp_search.engines.optuna_engine import run_study
 
-    device = resolve_device(config.study.device)
-    runners = make_runners(config, device)
+    backend = backends.require(backends.resolve(config.study.backend))
+    config = dataclasses.replace(config, study=dataclasses.replace(config.study, backend=backend))
+    device, gpus = resolve_device(config.study.device, backend)
+    runners = make_runners(config, device, gpus, backend)
     try:
         if config.study.engine == "keras-tuner":
             from spp_search.engines.keras_tuner_engine import run_keras_tuner
@@ -277,12 +318,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from spp_search import backends
     from spp_search.config import load_config
     from spp_search.devices import resolve_device
+
+    config = load_config(args.config, {"study.device": args.device, "study.backend": args.backend})
+    backend = backends.require(backends.resolve(config.study.backend))
+    device, _ = resolve_device(config.study.device, backend)
+    backends.select(backend)  # before Keras is imported below
     from spp_search.training import train_config
 
-    config = load_config(args.config, {"study.device": args.device})
-    metrics = train_config(config, args.out, resolve_device(config.study.device), args.epochs)
+    metrics = train_config(config, args.out, device, args.epochs, backend)
     print(f"wrote {args.out}: val_accuracy {metrics['val_accuracy']:.4f}, input {metrics['input_shape']}")
     return 0
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from spp_search.backends import AUTO, BACKENDS
 from spp_search.corruption import CorruptionSpec
 from spp_search.data import SyntheticSpec, class_folders
 from spp_search.errors import ConfigError, must
@@ -75,6 +76,7 @@ class StudySettings:
     failure_feedback: bool = True
     engine: str = "optuna"
     tuner: str = "bayesian"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         parse_bytes("host_memory_budget", self.host_memory_budget)
@@ -107,6 +109,7 @@ class StudySettings:
             ("isolation", ISOLATIONS),
             ("engine", ENGINES),
             ("tuner", TUNERS),
+            ("backend", (AUTO, *BACKENDS)),
         )
         for name, options in checks:
             if getattr(self, name) not in options:
@@ -162,7 +165,8 @@ class StudyConfig:
         }
 
     def fingerprint(self) -> str:
-        """Hash of what defines the experiment (not its size, name, storage or device)."""
+        """Hash of what defines the experiment (not its size, name, storage, device or backend:
+        workers on a GPU host with JAX may join a study started with TensorFlow on CPUs)."""
         d = self.to_dict()
         for key in (
             "trials",
@@ -176,6 +180,7 @@ class StudyConfig:
             "trial_timeout",
             "max_retries",
             "workers",
+            "backend",
         ):
             d["study"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

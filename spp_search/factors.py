@@ -10,14 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from spp_search.bins import POOLINGS, validate_levels
 from spp_search.channels import CHANNEL_ORDERS, CHANNEL_POLICIES
 from spp_search.errors import ConfigError, must
-from spp_search.layers import POOLINGS, validate_levels
-from spp_search.models import HEADS, INPUT_SHAPES
-from spp_search.preprocessing import INPUT_POLICIES, PAPER_RATIO, PREPROCESSING, VALUE_SCALINGS
-from spp_search.variants import SPP_IMPLS
 
+# The options of each factor live here, not beside the code that implements them, so that reading
+# a config never imports a deep learning backend (the models, layers and pipelines do).
+INPUT_POLICIES = ("fixed", "multi_size", "variable_bucketed", "variable_padded")
+PREPROCESSING = ("resize", "letterbox", "center_crop")
+VALUE_SCALINGS = ("unit", "symmetric", "standardize")
+PAPER_RATIO = 180 / 224
+SPP_IMPLS = ("floor_ceil", "round_bins", "paper_window", "crop_split", "keras_adaptive")
+HEADS = ("spp", "flatten")
+INPUT_SHAPES = ("auto", "explicit", "none")
 OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", True, False)
 FAULTS = ("none", "raise", "allocate", "hang", "sigkill", "sigsegv", "sigfpe")
 
 
@@ -56,6 +64,22 @@ def flag(name: str, value: object) -> object:
     return value
 
 
+def jit_choice(name: str, value: object) -> object:
+    """``auto`` (Keras decides: JAX always compiles with XLA, TensorFlow on GPUs), true or false."""
+    if value not in JIT_COMPILE or (value != "auto" and not isinstance(value, bool)):
+        raise ConfigError(must(name, "be auto, true or false", value, "Write auto, true or false."))
+    return value
+
+
+def precision(name: str, value: object) -> object:
+    """A Keras dtype policy; ``true``/``false`` of older configs mean mixed_float16/float32."""
+    if isinstance(value, bool):
+        return "mixed_float16" if value else "float32"
+    if value not in PRECISIONS:
+        raise ConfigError(must(name, f"be one of {list(PRECISIONS)}", value, "E.g. mixed_bfloat16 on a GPU."))
+    return value
+
+
 def levels(name: str, value: object) -> object:
     try:
         return validate_levels(tuple(value) if isinstance(value, list) else value)
@@ -85,8 +109,8 @@ FACTORS: dict[str, Factor] = {
     "optimizer": Factor("adam", "robust default", one_of(OPTIMIZERS)),
     "width": Factor(16, "filters of the first conv; x2, x4 after", number(int, 1, 512)),
     "dense_units": Factor(64, "hidden units of the head", number(int, 1, 8192)),
-    "jit_compile": Factor(False, "XLA is 2-3x slower on these CPUs", flag),
-    "mixed_precision": Factor(False, "float16 compute: a GPU option (slow on CPU)", flag),
+    "jit_compile": Factor("auto", "XLA: JAX always; TensorFlow on GPUs (2-3x slower on CPUs)", jit_choice),
+    "mixed_precision": Factor("float32", "mixed float16/bfloat16: a GPU option (slow on CPU)", precision),
     "spp_impl": Factor("floor_ceil", "ours: Appendix A bins, any size", one_of(SPP_IMPLS)),
     "head": Factor("spp", "spp, or flatten (needs a fixed size)", one_of(HEADS)),
     "input_shape": Factor("auto", "explicit for fixed sizes, None otherwise", one_of(INPUT_SHAPES)),

@@ -14,19 +14,24 @@ clears the Keras session and reseeds every generator first, so nothing leaks bet
 worker that failed hard (crash, timeout, out of memory) is replaced, and the replacement starts
 right away so its start-up overlaps the driver's bookkeeping.
 
-GPU memory budget: the worker caps its TensorFlow GPU (a logical device with ``memory_limit``)
-before anything touches the GPU, so an over-budget trial raises ``ResourceExhaustedError``.
+Backend and GPU: a worker starts with the environment ``backends.worker_env`` gives it (the Keras
+backend, its one visible GPU, JAX's memory fraction, thread counts), so it is set before Keras
+is imported; the GPU memory budget makes an over-budget trial fail with the backend's
+out-of-memory error (TensorFlow ``ResourceExhaustedError``, JAX ``RESOURCE_EXHAUSTED``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
+from spp_search import backends
 from spp_search.outcomes import Evidence, Outcome, classify
 from spp_search.trial import Reporter, TrialResult, TrialSpec, run_trial
 
@@ -40,6 +45,9 @@ class TrialInterrupted(BaseException):
 
 class InlineRunner:
     """Run each trial in the calling process; a hard crash here ends the whole study."""
+
+    def __init__(self, backend: str = "tensorflow") -> None:
+        backends.select(backend)  # before this process imports Keras (or the same one it runs on)
 
     def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
         return run_trial(spec, reporter)
@@ -71,33 +79,57 @@ class PipeReporter:
         return bool(self.conn.recv())
 
 
-def _configure_worker(device: str, gpu_memory_bytes: int | None, threads: int | None) -> None:
-    """Runs first in a worker: hide or cap the GPU, and size the thread pools, before TF starts.
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker runs: backend, device, its GPU (a ``CUDA_VISIBLE_DEVICES`` entry), threads."""
 
-    With several workers on a CPU each gets ``cores // workers`` intra-op threads: measured here,
-    one TensorFlow trial of this size keeps about one core busy whatever its thread count, and
-    two workers with default threads oversubscribe the cores (38 s for two trials vs 27 s).
+    backend: str = "tensorflow"
+    device: str = "cpu"
+    gpu: str | None = None
+    threads: int | None = None
+    cores: str | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    def env(self, budgets: Budgets) -> dict[str, str]:
+        return {
+            **backends.worker_env(
+                self.backend,
+                self.device,
+                gpu=self.gpu,
+                gpu_memory_bytes=budgets.gpu_memory_bytes,
+                threads=self.threads,
+                cores=self.cores,
+            ),
+            **self.extra_env,
+        }
+
+
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]):
+    """Set ``env`` for the duration (a spawned child copies the parent's environment at start)."""
+    with _SPAWN_LOCK:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def worker_main(conn, gpu_memory_bytes: int | None) -> None:
+    """Entry point of a worker process: run trials until told to stop (or killed).
+
+    Its environment (backend, GPU, threads) was set by the driver when it was spawned; the
+    backend's own settings (TensorFlow threads and GPU cap, JAX CPU placement) come first.
     """
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus and gpu_memory_bytes:
-        limit_mb = max(1, gpu_memory_bytes // 2**20)
-        tf.config.set_logical_device_configuration(
-            gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=limit_mb)]
-        )
-
-
-def worker_main(conn, device: str, gpu_memory_bytes: int | None, threads: int | None) -> None:
-    """Entry point of a worker process: run trials until told to stop (or killed)."""
-    _configure_worker(device, gpu_memory_bytes, threads)
+    backends.runtime().configure(gpu_memory_bytes)
     conn.send(("ready",))
     while True:
         message = conn.recv()
@@ -110,12 +142,13 @@ def worker_main(conn, device: str, gpu_memory_bytes: int | None, threads: int | 
 class Worker:
     """One spawned worker process and the driver's end of its pipe."""
 
-    def __init__(self, device: str, budgets: Budgets, threads: int | None) -> None:
+    def __init__(self, placement: Placement, budgets: Budgets) -> None:
         context = mp.get_context("spawn")
         self.conn, child = context.Pipe()
-        args = (child, device, budgets.gpu_memory_bytes, threads)
+        args = (child, budgets.gpu_memory_bytes)
         self.process = context.Process(target=worker_main, args=args, daemon=True)
-        self.process.start()
+        with _environment(placement.env(budgets)):
+            self.process.start()
         child.close()
         self.ready = False
 
@@ -143,7 +176,7 @@ class Worker:
 
 
 @dataclass
-class _Watch:
+class _Observed:
     """What the driver saw of one trial: epochs reported, peak memory, why it was stopped."""
 
     epochs: list
@@ -155,8 +188,9 @@ class _Watch:
 class ProcessRunner:
     """Run trials in a reusable worker process under memory and time budgets."""
 
-    def __init__(self, device: str, budgets: Budgets | None = None, threads: int | None = None) -> None:
-        self.device, self.budgets, self.threads = device, budgets or Budgets(), threads
+    def __init__(self, placement: Placement | str = "cpu", budgets: Budgets | None = None) -> None:
+        self.placement = placement if isinstance(placement, Placement) else Placement(device=placement)
+        self.device, self.budgets = self.placement.device, budgets or Budgets()
         self.worker: Worker | None = None
         self.started_workers = 0
         self.aborted = False
@@ -165,13 +199,13 @@ class ProcessRunner:
         if self.worker is None or not self.worker.process.is_alive():
             if self.worker is not None:
                 self.worker.kill()
-            self.worker = Worker(self.device, self.budgets, self.threads)
+            self.worker = Worker(self.placement, self.budgets)
             self.started_workers += 1
         return self.worker
 
     def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
         worker = self._worker()
-        watch = _Watch(epochs=[])
+        watch = _Observed(epochs=[])
         start = time.monotonic()
         try:
             result = self._drive(worker, spec, reporter, watch, start)
@@ -192,7 +226,7 @@ class ProcessRunner:
         self.worker = None
         self._worker()
 
-    def _drive(self, worker: Worker, spec, reporter, watch: _Watch, start: float) -> TrialResult:
+    def _drive(self, worker: Worker, spec, reporter, watch: _Observed, start: float) -> TrialResult:
         """Send the spec, relay epochs, and police memory, time and liveness until a result."""
         sent = False
         while True:
@@ -233,7 +267,7 @@ class ProcessRunner:
         if self.worker is not None and self.worker.process.is_alive():
             self.worker.process.kill()
 
-    def _dead(self, worker: Worker, watch: _Watch, spec: TrialSpec) -> TrialResult:
+    def _dead(self, worker: Worker, watch: _Observed, spec: TrialSpec) -> TrialResult:
         """A result for a trial whose worker died or was killed, from what the driver saw."""
         if self.aborted:
             raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")

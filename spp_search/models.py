@@ -7,40 +7,64 @@ trials must fit on two CPU cores. ``width`` scales every conv layer.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from spp_search.variants import spp_head
 
-HEADS = ("spp", "flatten")
-INPUT_SHAPES = ("auto", "explicit", "none")
 
+class BatchLoss(keras.metrics.Metric):
+    """The loss of the last batch, as a metric: Keras logs only the epoch's running mean per step.
 
-class StabilityModel(keras.Model):
-    """A functional model whose train step also returns the batch loss and gradient global norm.
-
-    Keras reports only the epoch's running mean loss per batch; divergence must be caught at the
-    step it happens, and gradient-norm spikes need the norm. The Python body of ``train_step`` runs
-    once per trace, so ``traced_shapes`` counts the input shapes compiled ``fit`` traced.
+    Divergence must be caught at the step it happens, on every backend, without a backend-specific
+    ``train_step``: the metric recomputes the batch's cross-entropy (cheap next to the network).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.traced_shapes: list[tuple] = []
+    def __init__(self, name: str = "batch_loss", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.last = self.add_variable(shape=(), initializer="zeros", name="last")
 
-    def train_step(self, data):
-        x, y = data[0], data[1]
-        self.traced_shapes.append(tuple(x.shape))
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-            self._loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, self.trainable_weights)
-        # mixed precision scales the loss: report the true norm (scale_loss(1) is the scale)
-        norm = tf.linalg.global_norm(grads) / tf.cast(self.optimizer.scale_loss(1.0), tf.float32)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=False))
-        logs = self.compute_metrics(x, y, y_pred)
-        return {**logs, "batch_loss": loss, "grad_norm": norm}
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"))
+        self.last.assign(ops.cast(ops.mean(loss), self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.last)
+
+    def reset_state(self) -> None:
+        self.last.assign(0.0)
+
+
+def with_grad_norm(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """``optimizer`` that also keeps the global gradient norm of its last step in a variable.
+
+    In the manner of Keras' ``LossScaleOptimizer``: the norm is optimizer state (``grad_norm``), so
+    it is updated in TensorFlow's stateful step and in JAX's stateless one alike, and read after
+    each step with ``backends.runtime().read``. Under ``mixed_float16`` Keras wraps this optimizer
+    in a ``LossScaleOptimizer``, which hands it unscaled gradients: the norm is the true one (a
+    step the loss scaler skips for non-finite gradients leaves the previous norm).
+    """
+    base = type(optimizer)
+
+    class GradNorm(base):
+        def build(self, variables) -> None:
+            super().build(variables)
+            self.grad_norm = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="grad_norm")
+
+        def apply(self, grads, trainable_variables=None):
+            squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
+            norm = ops.sqrt(ops.sum(ops.stack(squares))) if squares else ops.convert_to_tensor(0.0)
+            result = super().apply(grads, trainable_variables)
+            self.grad_norm.assign(norm)
+            return result
+
+    GradNorm.__name__ = GradNorm.__qualname__ = f"GradNorm{base.__name__}"
+    return GradNorm.from_config(optimizer.get_config())
+
+
+def grad_norm_variable(model: keras.Model):
+    """The ``grad_norm`` variable of a model compiled with ``make_optimizer`` (under a loss scaler too)."""
+    optimizer = model.optimizer
+    return getattr(optimizer, "inner_optimizer", optimizer).grad_norm
 
 
 def backbone(inputs: keras.KerasTensor, width: int) -> keras.KerasTensor:
@@ -65,12 +89,10 @@ def build_model(
     spp_impl: str = "floor_ceil",
     head: str = "spp",
     preprocess: keras.layers.Layer | None = None,
-    model_class: type = StabilityModel,
 ) -> keras.Model:
     """Backbone + SPP (or Flatten) + dense head. ``input_size=None``: a ``(None, None, bands)`` input.
 
-    Training uses ``StabilityModel``; an exported model is a plain ``keras.Model`` whose
-    ``preprocess`` layer (value scaling) makes it take raw pixel values.
+    An exported model's ``preprocess`` layer (value scaling) makes it take raw pixel values.
     """
     height, width_px = input_size if input_size is not None else (None, None)
     inputs = keras.Input((height, width_px, bands), name="image")
@@ -81,7 +103,7 @@ def build_model(
         pooled = spp_head(features, spp_impl, levels, pooling)
     hidden = keras.layers.Dense(dense_units, activation="relu", name="hidden")(pooled)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes", dtype="float32")(hidden)
-    return model_class(inputs, outputs, name="spp_net")
+    return keras.Model(inputs, outputs, name="spp_net")
 
 
 def model_input_size(factors: dict, policy_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -111,7 +133,7 @@ def build_trial_model(
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """The trial's optimizer; SGD gets Nesterov momentum 0.9, the usual CNN setting."""
+    """The trial's optimizer, recording its gradient norm; SGD gets Nesterov momentum 0.9."""
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
-    return keras.optimizers.Adam(learning_rate)
+        return with_grad_norm(keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True))
+    return with_grad_norm(keras.optimizers.Adam(learning_rate))

@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from spp_search.claims import verdicts
-from spp_search.engines.budget import counted_trials, outcome_of
+from spp_search.engines.budget import FINISHED, counted_trials, outcome_of
 from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
 from spp_search.stats import (
@@ -31,7 +31,6 @@ from spp_search.stats import (
 )
 
 STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "train_time_s")
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
 @dataclass

@@ -56,7 +56,6 @@ def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
         spp_impl=factors.get("spp_impl", "floor_ceil"),
         head=factors.get("head", "spp"),
         preprocess=scaling_layer(factors.get("value_scaling", "unit"), train),
-        model_class=keras.Model,
     )
     for layer in model.layers:
         if layer.weights and layer.name != "scaling":
@@ -64,7 +63,9 @@ def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
     return model
 
 
-def train_config(config: StudyConfig, out: Path, device: str, epochs: int | None = None) -> dict:
+def train_config(
+    config: StudyConfig, out: Path, device: str, epochs: int | None = None, backend: str = "tensorflow"
+) -> dict:
     """Train ``config.defaults`` once and save the inference model to ``out``; return its metrics."""
     if out.suffix != ".keras":
         raise ConfigError(must("out", "end in .keras", str(out), "E.g. --out model.keras."))
@@ -84,6 +85,7 @@ def train_config(config: StudyConfig, out: Path, device: str, epochs: int | None
         epochs or config.study.epochs,
         config.study.seed,
         device,
+        backend=backend,
     )
     result, trained = train_and_keep(spec, _Quiet())
     if result.outcome.value != "ok":
@@ -91,6 +93,7 @@ def train_config(config: StudyConfig, out: Path, device: str, epochs: int | None
     model = inference_model(trained.model, config.defaults, trained.train)
     model.save(out)
     return {
+        "backend": backend,
         "val_accuracy": result.value,
         "epochs": len(result.epochs),
         "input_shape": list(model.input_shape),

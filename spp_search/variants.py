@@ -1,11 +1,13 @@
 """Other people's SPP: faithful re-implementations of the approaches the study compares.
 
-Factor ``spp_impl``; each variant keeps its original's bin rule and its original's failure:
+Factor ``spp_impl``; each variant keeps its original's bin rule and its original's failure, on
+every Keras backend (written in ``keras.ops``):
 
 * ``floor_ceil``: ours (``layers.SpatialPyramidPooling2D``), Appendix A bins, any size.
 * ``round_bins``: the classic Keras SPP layer: bin i spans ``[round(i*a/n), round((i+1)*a/n))``
-  (TensorFlow's round, half to even), one slice and one reduction per bin. When the map is
-  smaller than a level some bins are empty: max gives -inf, average NaN.
+  (round half to even), one slice and one reduction per bin. When the map is smaller than a
+  level some bins are empty: max gives -inf, average NaN (as the TensorFlow original did; JAX
+  would refuse an empty max, so the max starts from -inf explicitly).
 * ``paper_window``: the SPP paper's Section 2.3 rule as a pooling op: window ``ceil(a/n)``,
   stride ``floor(a/n)``, VALID padding. The number of bins is only ``n`` for some sizes (10 -> 9
   with n = 6), so the flattened length changes with the input size; stride 0 when ``a < n``.
@@ -13,23 +15,26 @@ Factor ``spp_impl``; each variant keeps its original's bin rule and its original
   ``a mod n`` rows and columns) and split into equal bins; empty bins (-inf / NaN) when ``a < n``.
 * ``keras_adaptive``: Keras 3's ``AdaptiveMax/AveragePooling2D(n)`` per level. Level 1 uses
   ``GlobalMax/AveragePooling2D`` because ``output_size=1`` itself fails ("Negative dimension
-  size", it pools with window a + 1); on TensorFlow the layer needs static spatial sizes.
+  size", it pools with window a + 1); on TensorFlow the layer needs static spatial sizes (JAX
+  always has them: it traces per shape).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from spp_search.layers import SpatialPyramidPooling2D, validate_levels, validate_pooling
+from spp_search.backends import runtime
+from spp_search.bins import validate_levels, validate_pooling
+from spp_search.layers import SpatialPyramidPooling2D, _dims, _static
 
-SPP_IMPLS = ("floor_ceil", "round_bins", "paper_window", "crop_split", "keras_adaptive")
 
-
-def _reduce(x: tf.Tensor, axis, pooling: str) -> tf.Tensor:
-    return tf.reduce_max(x, axis=axis) if pooling == "max" else tf.reduce_mean(x, axis=axis)
+def _empty_safe(x, axis, pooling: str):
+    """Max (from -inf, so an empty bin gives -inf on every backend) or mean (NaN when empty)."""
+    return ops.max(x, axis=axis, initial=-math.inf) if pooling == "max" else ops.mean(x, axis=axis)
 
 
 class _VariantSPP(keras.layers.Layer):
@@ -45,85 +50,73 @@ class _VariantSPP(keras.layers.Layer):
         return {**super().get_config(), "levels": list(self.levels), "pooling": self.pooling}
 
 
-@keras.saving.register_keras_serializable(package="spp_search")
-class RoundBinsSPP(_VariantSPP):
-    """The classic Keras SPP layer: rounded bin edges, one slice per bin."""
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(x)
-        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-        outputs = []
-        for n in self.levels:
-            row, col = height / n, width / n
-            for j in range(n):
-                for i in range(n):
-                    y1, y2 = tf.cast(tf.round(j * row), tf.int32), tf.cast(tf.round((j + 1) * row), tf.int32)
-                    x1, x2 = tf.cast(tf.round(i * col), tf.int32), tf.cast(tf.round((i + 1) * col), tf.int32)
-                    outputs.append(_reduce(x[:, y1:y2, x1:x2, :], [1, 2], self.pooling))
-        return tf.concat(outputs, axis=-1)
+class _FixedLengthSPP(_VariantSPP):
+    """A variant whose output has ``C * sum(n*n)`` values for every input size."""
 
     def compute_output_shape(self, input_shape):
         c = input_shape[-1]
         return (input_shape[0], None if c is None else c * sum(n * n for n in self.levels))
 
 
-def _pool(x: tf.Tensor, win: list, stride: list, pooling: str) -> tf.Tensor:
-    """VALID pooling with window ``win`` and ``stride`` (Python ints, or scalar tensors)."""
-    static = all(isinstance(v, int) for v in (*win, *stride))
-    if static and pooling == "avg":
-        return tf.nn.avg_pool2d(x, win, stride, "VALID")
-    if pooling == "max":
-        ksize, strides = tf.stack([1, *win, 1]), tf.stack([1, *stride, 1])
-        return tf.raw_ops.MaxPoolV2(input=x, ksize=ksize, strides=strides, padding="VALID")
-    # TensorFlow's AvgPool needs static windows: separable window means from cumulative sums
-    return _window_mean(_window_mean(x, 1, win[0], stride[0]), 2, win[1], stride[1])
+def _round_edge(i: int, size, n: int):
+    """``round(i * size / n)``, half to even (Python's round and TensorFlow's agree)."""
+    if isinstance(size, int):
+        return round(i * size / n)
+    return ops.cast(ops.round(ops.cast(size, "float32") * (i / n)), "int32")
 
 
-def _window_mean(x: tf.Tensor, axis: int, k: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
-    """Means of VALID windows of length ``k`` and stride ``s`` along ``axis``."""
-    starts = tf.range((tf.shape(x)[axis] - k) // s + 1) * s
-    zero = tf.zeros_like(tf.gather(x, [0], axis=axis))
-    csum = tf.concat([zero, tf.cumsum(x, axis=axis)], axis=axis)
-    sums = tf.gather(csum, starts + k, axis=axis) - tf.gather(csum, starts, axis=axis)
-    return sums / tf.cast(k, x.dtype)
+@keras.saving.register_keras_serializable(package="spp_search")
+class RoundBinsSPP(_FixedLengthSPP):
+    """The classic Keras SPP layer: rounded bin edges, one slice per bin."""
+
+    def call(self, x):
+        _, height, width, _ = _dims(x)
+        outputs = []
+        for n in self.levels:
+            for j in range(n):
+                for i in range(n):
+                    y1, y2 = _round_edge(j, height, n), _round_edge(j + 1, height, n)
+                    x1, x2 = _round_edge(i, width, n), _round_edge(i + 1, width, n)
+                    outputs.append(_empty_safe(x[:, y1:y2, x1:x2, :], (1, 2), self.pooling))
+        return ops.concatenate(outputs, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="spp_search")
 class PaperWindowSPP(_VariantSPP):
     """Section 2.3's window/stride pooling; static sizes when known, dynamic windows otherwise."""
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        static = x.shape[1] is not None and x.shape[2] is not None
-        dims = (x.shape[1], x.shape[2]) if static else (tf.shape(x)[1], tf.shape(x)[2])
+    def call(self, x):
+        b, height, width, _ = _dims(x)
         outputs = []
         for n in self.levels:
-            win, stride = [-(-d // n) for d in dims], [d // n for d in dims]
-            pooled = _pool(x, win, stride, self.pooling)
-            outputs.append(tf.reshape(pooled, [tf.shape(x)[0], -1]))
-        return tf.concat(outputs, axis=-1)
+            if _static(height, width):
+                win, stride = (-(-height // n), -(-width // n)), (height // n, width // n)
+                if min(stride) == 0:
+                    raise ValueError(f"Stride must be > 0, but got {stride} (a {height}x{width} map, level {n})")
+                pool = ops.max_pool if self.pooling == "max" else ops.average_pool
+                pooled = pool(x, win, stride, padding="valid")
+            else:
+                win, stride = [-(-d // n) for d in (height, width)], [d // n for d in (height, width)]
+                pooled = runtime().window_pool(x, win, stride, self.pooling)
+            outputs.append(ops.reshape(pooled, (b, -1)))
+        return ops.concatenate(outputs, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="spp_search")
-class CropSplitSPP(_VariantSPP):
+class CropSplitSPP(_FixedLengthSPP):
     """TF-Addons' SPP: crop to a multiple of n, split into equal bins, reduce each."""
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        shape = tf.shape(x)
-        batch, channels = shape[0], x.shape[3] or shape[3]
+    def call(self, x):
+        b, height, width, c = _dims(x)
         outputs = []
         for n in self.levels:
-            h, w = shape[1] // n, shape[2] // n
-            cropped = x[:, : h * n, : w * n, :]
-            grid = tf.reshape(cropped, [batch, n, h, n, w, channels])
-            outputs.append(tf.reshape(_reduce(grid, [2, 4], self.pooling), [batch, -1]))
-        return tf.concat(outputs, axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        c = input_shape[-1]
-        return (input_shape[0], None if c is None else c * sum(n * n for n in self.levels))
+            h, w = height // n, width // n
+            grid = ops.reshape(x[:, : h * n, : w * n, :], (b, n, h, n, w, c))
+            outputs.append(ops.reshape(_empty_safe(grid, (2, 4), self.pooling), (b, -1)))
+        return ops.concatenate(outputs, axis=-1)
 
 
-def keras_adaptive(x: keras.KerasTensor, levels: Sequence[int], pooling: str) -> keras.KerasTensor:
+def keras_adaptive(x, levels: Sequence[int], pooling: str):
     """Keras 3's adaptive pooling per level (global pooling for level 1), flattened, joined."""
     adaptive = keras.layers.AdaptiveMaxPooling2D if pooling == "max" else keras.layers.AdaptiveAveragePooling2D
     glob = keras.layers.GlobalMaxPooling2D if pooling == "max" else keras.layers.GlobalAveragePooling2D
@@ -134,7 +127,7 @@ def keras_adaptive(x: keras.KerasTensor, levels: Sequence[int], pooling: str) ->
     return parts[0] if len(parts) == 1 else keras.layers.Concatenate()(parts)
 
 
-def spp_head(x: keras.KerasTensor, impl: str, levels: Sequence[int], pooling: str) -> keras.KerasTensor:
+def spp_head(x, impl: str, levels: Sequence[int], pooling: str):
     """Apply the SPP variant ``impl`` to a feature map."""
     if impl == "keras_adaptive":
         return keras_adaptive(x, levels, pooling)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spp_search.ablation import arms, enqueue, space_for
+from spp_search.ablation import arms, space_for
 from spp_search.config import build_config
+from spp_search.engines.budget import enqueue_arms
 from spp_search.errors import ConfigError
 from spp_search.factors import default_factors
 
@@ -50,7 +51,7 @@ def test_derived_space_and_enqueue_reproduce_each_arm():
     assert config.study.trials == 4 and config.study.pruner == "none"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
-    assert enqueue(study, configs, repeats, defaults) == 4
+    assert enqueue_arms(study, configs, repeats, defaults) == 4
     seen = []
     for _ in range(4):
         trial = study.ask()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from spp_search.testing import run_enqueued
+from tests.helpers import run_enqueued
 
 pytestmark = pytest.mark.slow
 

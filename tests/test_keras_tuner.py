@@ -13,7 +13,7 @@ from spp_search.config import build_config
 from spp_search.engines.keras_tuner_engine import make_oracle
 from spp_search.factors import default_factors
 from spp_search.space import SearchSpace
-from spp_search.testing import tiny_config
+from tests.helpers import tiny_config
 
 SPACE = {
     "input_policy": {"choices": ["fixed", "variable_padded"]},

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 
 from spp_search.engines.budget import NO_BUDGET, counted, superseded
 from spp_search.storage import make_storage
-from spp_search.testing import fresh_database, tiny_config
+from tests.helpers import fresh_database, tiny_config
 
 pytestmark = pytest.mark.slow
 STUDY_PY = str(Path(__file__).resolve().parent.parent / "study.py")

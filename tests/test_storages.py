@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from spp_search.cli import main
 from spp_search.engines.budget import counted
-from spp_search.testing import fresh_database, tiny_config
+from tests.helpers import fresh_database, tiny_config
 
 pytestmark = pytest.mark.slow
 STORAGES = ["sqlite", "postgresql", "mysql", "journal", "redis"]

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from spp_search.cli import main
 from spp_search.config import load_config
 from spp_search.factors import FACTORS
-from spp_search.testing import tiny_config
+from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow
 SEARCHED = {"levels", "pooling", "input_policy", "learning_rate"}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from spp_search.cli import main
-from spp_search.testing import tiny_config
+from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow
 

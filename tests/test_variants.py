@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spp_search import SpatialPyramidPooling2D
-from spp_search.testing import reference_spp
+from spp_search.bins import reference_spp
 from spp_search.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP
 
 RNG = np.random.default_rng(7)

@@ -52,6 +52,22 @@ def enqueue_configs(study: optuna.Study, params: tuple[dict, ...]) -> None:
         study.enqueue_trial(fixed, user_attrs={TICKET: True, "enqueued": True}, skip_if_exists=False)
 
 
+def enqueue_arms(study: optuna.Study, configs: list, repeats: int, defaults: dict) -> int:
+    """Enqueue every ablation arm ``repeats`` times (round-robin, so a partial run covers every arm)."""
+    from spp_search.ablation import space_for
+    from spp_search.factors import param_text
+
+    count = 0
+    varied = space_for(configs, defaults)
+    for _ in range(repeats):
+        for arm in configs:
+            factors = {**defaults, **arm.overrides}
+            params = {k: param_text(factors[k]) for k in varied}
+            study.enqueue_trial(params, user_attrs={"arm": arm.name, TICKET: True}, skip_if_exists=False)
+            count += 1
+    return count
+
+
 def top_up(study: optuna.Study, total: int) -> int:
     """Enqueue tickets until the study holds ``total`` live trials; return how many were added."""
     missing = total - len(_valid(study.get_trials(deepcopy=False)))

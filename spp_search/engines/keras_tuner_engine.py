@@ -36,8 +36,6 @@ from spp_search.redaction import redact
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
-TUNERS = ("random", "bayesian", "hyperband")
-
 
 class _Reporter:
     """Logs epochs to MLflow; KerasTuner has no pruner of its own to consult."""
@@ -97,13 +95,16 @@ class SppTuner(kt.Tuner):
                 "seed": seed,
                 "epochs": epochs,
                 "device": self.device,
+                "backend": config.study.backend,
                 "engine": "keras-tuner",
                 "kt_trial_id": trial.trial_id,
             },
         )
         reporter = _Reporter(self.tracker, run_id)
         start = time.perf_counter()
-        spec = TrialSpec(number, factors, config.data.for_trial(), epochs, seed, self.device)
+        spec = TrialSpec(
+            number, factors, config.data.for_trial(), epochs, seed, self.device, backend=config.study.backend
+        )
         result = self.runner.run(spec, reporter)
         retried = result.outcome.transient and self._attempts(trial.trial_id) <= config.study.max_retries
         self._record(trial.trial_id, factors, params, result, reporter.values, run_id)
@@ -163,7 +164,14 @@ def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, pr
     study = open_study(config)
     tracker = Tracker(config.study.tracking_uri, config.study.name)
     tracker.open_study(
-        config.to_dict(), {**config.defaults, "device": device, "engine": "keras-tuner", "tuner": config.study.tuner}
+        config.to_dict(),
+        {
+            **config.defaults,
+            "device": device,
+            "backend": config.study.backend,
+            "engine": "keras-tuner",
+            "tuner": config.study.tuner,
+        },
     )
     hp = kt.HyperParameters()
     config.space.keras_tuner(hp)
@@ -174,7 +182,7 @@ def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, pr
             console,
             total,
             min(budget.counted(study), total),
-            f"{config.study.name} (keras-tuner {config.study.tuner}, {device})",
+            f"{config.study.name} (keras-tuner {config.study.tuner}, {device}, {config.study.backend})",
         ) as progress:
             tuner = SppTuner(
                 config,

@@ -53,7 +53,6 @@ from spp_search.storage import HEARTBEAT_S, make_storage, with_retries
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
-FINISHED = budget.FINISHED
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial
 RETRIED = "retried"
 
@@ -295,12 +294,20 @@ class TrialLoop:
         factors = config.space.suggest(trial, config.defaults)
         trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
         seed = config.study.seed + trial.number
-        extra = {"seed": seed, "epochs": config.study.epochs, "device": self.device}
+        extra = {"seed": seed, "epochs": config.study.epochs, "device": self.device, "backend": config.study.backend}
         if "arm" in trial.user_attrs:
             extra["arm"] = trial.user_attrs["arm"]
         run_id = tracker.start_trial(trial.number, factors, extra)
         trial.set_user_attr("mlflow_run_id", run_id)
-        spec = TrialSpec(trial.number, factors, config.data.for_trial(), config.study.epochs, seed, self.device)
+        spec = TrialSpec(
+            trial.number,
+            factors,
+            config.data.for_trial(),
+            config.study.epochs,
+            seed,
+            self.device,
+            backend=config.study.backend,
+        )
         reporter = OptunaReporter(trial, tracker, run_id, config.study.pruner != "none")
         start = time.perf_counter()
         try:
@@ -346,13 +353,14 @@ def run_study(
     config = dataclasses.replace(config, study=dataclasses.replace(config.study, trials=total))
     tracker = Tracker(config.study.tracking_uri, config.study.name)
     holder.update(tracker=tracker, config=config)
-    tracker.open_study(config.to_dict(), {**config.defaults, "device": device})
+    tracker.open_study(config.to_dict(), {**config.defaults, "device": device, "backend": config.study.backend})
     closed = tracker.close_orphans(live_run_ids(study))
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
     names = config.space.names or ("levels", "pooling")
     start = time.perf_counter()
-    label = f"{config.study.name} ({device}, {len(runners)} worker{'s' if len(runners) > 1 else ''})"
+    workers = f"{len(runners)} worker{'s' if len(runners) > 1 else ''}"
+    label = f"{config.study.name} ({device}, {config.study.backend}, {workers})"
     status, loop = "FAILED", None
     try:
         with StudyProgress(console, total, min(budget.counted(study), total), label) as progress:

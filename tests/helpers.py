@@ -1,40 +1,11 @@
-"""Shared helpers for the tests and benchmarks: reference implementations and tiny fixtures.
+"""Shared test helpers: tiny study configs, a CLI run of enqueued trials, throwaway databases.
 
-Kept in the package (not under ``tests/``) so benchmarks can check exactness with the same code.
+The NumPy SPP reference lives in ``spp_search.bins`` (the benchmarks check exactness with it too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Sequence
-
-import numpy as np
-
-
-def reference_bins(size: int, n: int) -> list[tuple[int, int]]:
-    """The SPP paper's Appendix A bins: ``[floor(i*a/n), ceil((i+1)*a/n))``, in plain Python."""
-    return [(math.floor(i * size / n), math.ceil((i + 1) * size / n)) for i in range(n)]
-
-
-def reference_spp(x: np.ndarray, levels: Sequence[int], pooling: str) -> np.ndarray:
-    """NumPy SPP of an NHWC array, one loop per bin: slow and obviously right."""
-    reduce = np.max if pooling == "max" else np.mean
-    batch, height, width, _ = x.shape
-    parts = []
-    for n in levels:
-        level = np.stack(
-            [
-                np.stack(
-                    [reduce(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for c0, c1 in reference_bins(width, n)],
-                    axis=1,
-                )
-                for r0, r1 in reference_bins(height, n)
-            ],
-            axis=1,
-        )
-        parts.append(level.reshape(batch, -1))
-    return np.concatenate(parts, axis=1)
 
 
 def tiny_config(tmp_path, **study) -> dict:
