@@ -6,7 +6,7 @@ import json
 import os
 import platform
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import psutil
@@ -14,24 +14,49 @@ import psutil
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def environment() -> dict:
-    import tensorflow as tf
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+
+def gpu_names() -> list[str]:
+    """NVIDIA GPUs by name (NVML; no backend imported), empty on a CPU machine."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return [
+                pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+                for i in range(pynvml.nvmlDeviceGetCount())
+            ]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver or no library: no GPU
+        return []
+
+
+def environment(backend: str | None = None, device: str | None = None) -> dict:
+    """The machine, the device measured on, the Keras backend and the library versions."""
+    gpus = gpu_names()
+    packages = ("tensorflow", "jax", "jaxlib", "keras", "optuna", "mlflow", "numpy")
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "device": "gpu" if gpus else "cpu",
+        "device": device or ("gpu" if gpus else "cpu"),
         "gpus": gpus,
+        "backend": backend or os.environ.get("KERAS_BACKEND", "tensorflow"),
         "python": platform.python_version(),
-        "versions": {p: version(p) for p in ("tensorflow", "keras", "optuna", "mlflow", "numpy")},
+        "versions": {p: v for p in packages if (v := _version(p))},
     }
 
 
-def write(name: str, payload: dict) -> Path:
+def write(name: str, payload: dict, backend: str | None = None, device: str | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2))
+    path.write_text(json.dumps({"environment": environment(backend, device), **payload}, indent=2))
     return path

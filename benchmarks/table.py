@@ -8,8 +8,8 @@ from pathlib import Path
 from benchmarks.common import RESULTS
 
 
-def _load(name: str) -> dict | None:
-    path = RESULTS / f"{name}.json"
+def _load(name: str, folder: Path = RESULTS) -> dict | None:
+    path = folder / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -111,8 +111,8 @@ def _spp_ratio(rows: list, dynamic_only: bool, keep, key: str, pick=max) -> floa
     return pick(values) if values else None
 
 
-def targets_section(results: dict) -> list[str]:
-    """Every target of the performance issue, checked against the JSON files (worst case)."""
+def targets_section(results: dict, gpu_runs: dict | None = None) -> list[str]:
+    """Every target of the performance issues, checked against the JSON files (worst case)."""
     rows = []
     spp = (results.get("spp_op") or {}).get("rows", [])
     divisible = lambda r: all(side % lvl == 0 for side in r["shape"][1:3] for lvl in r["levels"])  # noqa: E731
@@ -160,8 +160,111 @@ def targets_section(results: dict) -> list[str]:
     rows.append(
         _check("driver memory growth over the study (MB)", pruned["driver_rss_mb"]["growth"] if pruned else None, 50)
     )
+    rows += _backend_targets(results, gpu_runs or {})
     lines = ["## Targets", "", "| target | measured | target | |", "|---|---|---|---|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
+def _backend_targets(results: dict, gpu_runs: dict) -> list[list[str]]:
+    """The targets of the backends issue: CPU per backend, and the GPU run (JAX)."""
+    rows = []
+    for suffix, label in (("", "TensorFlow"), ("-jax", "JAX")):
+        pipe = results.get("pipeline" + suffix)
+        head = (pipe or {}).get("spp_vs_global_pool_step")
+        rows.append(_check(f"CPU {label}: SPP train step / global-pool head", head, 1.10))
+        if suffix:
+            ratio = pipe["ratio_vs_fixed"]["variable_bucketed"] if pipe else None
+            rows.append(_check(f"CPU {label}: variable_bucketed images/s / fixed", ratio, 0.8, True))
+    gpu = gpu_runs.get("gpu-jax") or {}
+    study, step, spp = gpu.get("study") or {}, gpu.get("train_step") or {}, gpu.get("spp_op") or {}
+    prec = (gpu.get("precision") or {}).get("float32") or {}
+    oom = gpu.get("oom_boundary") or {}
+    rows.append(_check("GPU JAX: default 50-trial study (minutes)", study.get("wall_min"), 2.0))
+    rows.append(_check("GPU JAX: SPP train step / global-pool head (fixed)", step.get("ratio_fixed"), 1.10))
+    rows.append(
+        _check("GPU JAX: variable_bucketed images/s / fixed", step.get("bucketed_vs_fixed_images_per_s"), 0.8, True)
+    )
+    rows.append(_check("GPU JAX: SPP any size ours / floor (worst)", spp.get("worst_ratio_vs_floor_any_size"), 3.0))
+    rows.append(_check("GPU JAX: GPU busy during a fit (%)", prec.get("gpu_busy_percent"), 70, True))
+    same = oom.get("same_boundary_both_times")
+    rows.append(
+        _check("GPU JAX: OOM boundary the same twice (1 = yes)", None if same is None else float(same), 1, True)
+    )
+    return rows
+
+
+def gpu_section(data: dict) -> list[str]:
+    """``benchmarks/gpu.py``: the five measurements of one run on one device."""
+    env = data["environment"]
+    where = f"{env['device']} {', '.join(env.get('gpus') or [])}".strip()
+    lines = [
+        f"## {where}, Keras on {env['backend']}{' (quick: code path only, not speed)' if data['quick'] else ''}",
+        "",
+    ]
+    spp = data.get("spp_op") or {}
+    if "rows" in spp:
+        lines += ["SPP op, forward+backward, static shapes (median ms):", ""]
+        lines += spp_section({"rows": spp["rows"]})[2:]
+        lines += ["", f"Our layer exact against the NumPy reference on this device: {spp['all_exact']}.", ""]
+    step = data.get("train_step") or {}
+    if "ratio_fixed" in step:
+        lines += [
+            "| train step | SPP ms | global-pool head ms | SPP / global pool |",
+            "|---|---|---|---|",
+            *(
+                f"| {p} | {step[f'spp_{p}_step_ms']:.2f} | {step[f'global_pool_{p}_step_ms']:.2f} | "
+                f"{step[f'ratio_{p}']:.2f} |"
+                for p in ("fixed", "variable_bucketed")
+            ),
+            "",
+            f"Bucketed variable sizes / fixed size, images/s: {step['bucketed_vs_fixed_images_per_s']:.2f}.",
+            "",
+        ]
+    prec = data.get("precision") or {}
+    if "float32" in prec:
+        lines += [
+            "| dtype policy | images/s | step ms | compile s | peak GPU MB | GPU busy % |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in prec.items():
+            lines.append(
+                f"| {name} | {_num(r.get('images_per_s'), 0)} | {_num(r.get('step_ms'), 2)} | "
+                f"{_num(r.get('compile_s'), 1)} | {_num(r.get('peak_gpu_mb'), 0)} | "
+                f"{_num(r.get('gpu_busy_percent'), 0)} |"
+            )
+        lines.append("")
+    oom = data.get("oom_boundary") or {}
+    if "sequences" in oom:
+        runs = [" -> ".join(f"{s['batch_size']}:{s['outcome']}" for s in q["steps"]) for q in oom["sequences"]]
+        lines += [
+            f"Out-of-memory boundary under a {oom['budget']} budget, {oom['image_size']} px: first failing batch "
+            f"size {oom['first_oom_batch_size']}, the same both times: {oom['same_boundary_both_times']} "
+            f"({'; '.join(runs)}).",
+            "",
+        ]
+    study = data.get("study") or {}
+    if "wall_s" in study:
+        lines += [
+            f"Default study, {study['trials']} trials: {study['wall_s'] / 60:.2f} min, best val accuracy "
+            f"{study.get('best_val_accuracy')}, outcomes {study.get('outcomes') or study.get('error')}.",
+            "",
+        ]
+    return lines
+
+
+def _num(value, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _footer(env: dict) -> str:
+    versions = env["versions"]
+    backend = env.get("backend", "tensorflow")
+    framework = f"JAX {versions.get('jax')}" if backend == "jax" else f"TF {versions.get('tensorflow')}"
+    gpus = f" ({', '.join(env['gpus'])})" if env.get("gpus") else ""
+    return (
+        f"_{env['when']}, {env['device']}{gpus}, {env['cpu_count']} cores, {env['memory_gib']} GiB, "
+        f"{framework}, Keras {versions.get('keras')}_"
+    )
 
 
 SECTIONS = {
@@ -173,21 +276,26 @@ SECTIONS = {
 }
 
 
-def write_table() -> Path:
+def write_table(folder: Path = RESULTS) -> Path:
+    """``summary.md`` in ``folder`` from every result file there: targets first, then one section
+    per benchmark (per backend where one ran on several), then the GPU runs."""
     lines = ["# Benchmark results", ""]
-    lines += targets_section({name: _load(name) for name in SECTIONS})
+    lines += targets_section({name: _load(name, folder) for name in SECTIONS}, _gpu_runs(folder))
     for name, section in SECTIONS.items():
-        data = _load(name)
-        if data is None:
-            continue
-        env = data["environment"]
-        lines += section(data)
-        lines += [
-            "",
-            f"_{env['when']}, {env['device']}, {env['cpu_count']} cores, {env['memory_gib']} GiB, "
-            f"TF {env['versions']['tensorflow']}, Keras {env['versions']['keras']}_",
-            "",
-        ]
-    path = RESULTS / "summary.md"
+        for suffix, label in (("", ""), ("-jax", " (JAX)")):
+            data = _load(name + suffix, folder)
+            if data is None:
+                continue
+            body = section(data)
+            body[0] = body[0] + label
+            lines += [*body, "", _footer(data["environment"]), ""]
+    for data in _gpu_runs(folder).values():
+        lines += ["", *gpu_section(data), _footer(data["environment"]), ""]
+    path = folder / "summary.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _gpu_runs(folder: Path) -> dict[str, dict]:
+    """Results of ``benchmarks/gpu.py`` in ``folder`` (the GPU runs, and CPU quick runs)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("gpu-*.json"))}

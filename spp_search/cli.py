@@ -265,6 +265,7 @@ def _train_study(config, prepare=None, join: bool = False) -> int:
     runners = make_runners(config, device, gpus, backend)
     try:
         if config.study.engine == "keras-tuner":
+            backends.select(backend)  # KerasTuner imports Keras in the driver: on the study's backend
             from spp_search.engines.keras_tuner_engine import run_keras_tuner
 
             run_keras_tuner(config, runners[:1], device, Console(), Path("kt_projects"))

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from spp_search.backends import OOM_PATTERNS
+
 EXPLOSION_FACTOR = 10.0
 
 
@@ -83,7 +85,7 @@ class Evidence:
     device: str = "cpu"
 
 
-_OOM = re.compile(r"\bOOM\b|out of memory|ResourceExhausted|failed to allocate", re.I)
+_OOM = re.compile("|".join(p for patterns in OOM_PATTERNS.values() for p in patterns), re.I)
 _SHAPE = re.compile(
     r"shape|dimension|rank|spatial|Incompatible|ConcatOp|Matrix size|reshape|expected axis|Stride must",
     re.I,

@@ -58,6 +58,9 @@ def test_enqueued_configurations_become_optuna_params():
         ({"study": {"trials": 0}}, "`trials` must be at least 1"),
         ({"study": {"sampler": "grid"}}, "`sampler`"),
         ({"study": {"device": "tpu"}}, "`device`"),
+        ({"study": {"backend": "torch"}}, "`backend` must be one of"),
+        ({"defaults": {"mixed_precision": "float16"}}, "`mixed_precision` must be one of"),
+        ({"defaults": {"jit_compile": "yes"}}, "`jit_compile` must be auto, true or false"),
         ({"data": {"val_fraction": 1.5}}, "`val_fraction`"),
         ({"data": {"synthetic": {"bands": 0}}}, "`bands`"),
         ({"data": {"synthetic": {"colour": 1}}}, "data.synthetic.colour"),
@@ -100,7 +103,13 @@ def test_missing_and_broken_files(tmp_path):
         load_config(broken)
 
 
+def test_old_boolean_mixed_precision_means_float16():
+    assert build_config({"defaults": {"mixed_precision": True}}).defaults["mixed_precision"] == "mixed_float16"
+    assert build_config({"defaults": {"mixed_precision": False}}).defaults["mixed_precision"] == "float32"
+
+
 def test_fingerprint_ignores_size_and_places_but_not_the_experiment():
     base = build_config({})
     assert base.fingerprint() == build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}}).fingerprint()
+    assert base.fingerprint() == build_config({"study": {"backend": "jax", "device": "gpu"}}).fingerprint()
     assert base.fingerprint() != build_config({"defaults": {"pooling": "avg"}}).fingerprint()

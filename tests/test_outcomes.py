@@ -53,6 +53,50 @@ ROWS = [
     ("config", Evidence(error_type="spp_search.errors.ConfigError"), Outcome.CONFIG_ERROR),
 ]
 
+# Out-of-memory messages as each backend and CUDA library writes them (quoted from public reports).
+XLA = "jaxlib.xla_extension.XlaRuntimeError"
+OOM_MESSAGES = [
+    ("tf bfc", TF + "ResourceExhaustedError", "OOM when allocating tensor with shape[64,32,128,128] and type float"),
+    ("jax execute", XLA, "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 7406166528 bytes."),
+    (
+        "jax new name",
+        "jax.errors.JaxRuntimeError",
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 bytes.",
+    ),
+    (
+        "jax old runtime",
+        "builtins.RuntimeError",
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 14285187448 bytes.",
+    ),
+    (
+        "xla request",
+        XLA,
+        "Resource exhausted: Failed to allocate request for 528.00MiB (553648128B) on device ordinal 0",
+    ),
+    (
+        "cuda driver",
+        XLA,
+        "failed to allocate 528.00M (553648128 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY: out of memory",
+    ),
+    ("cudnn handle", "builtins.RuntimeError", "Could not create cudnn handle: CUDNN_STATUS_ALLOC_FAILED"),
+    ("cuda runtime", XLA, "INTERNAL: cudaErrorMemoryAllocation : out of memory"),
+]
+NOT_OOM = [
+    ("cudnn execution", XLA, "UNKNOWN: CUDNN_STATUS_EXECUTION_FAILED"),
+    ("xla internal", XLA, "INTERNAL: Failed to launch CUDA kernel: invalid argument"),
+]
+
+
+@pytest.mark.parametrize(("error_type", "message"), [r[1:] for r in OOM_MESSAGES], ids=[r[0] for r in OOM_MESSAGES])
+def test_out_of_memory_messages_of_every_backend(error_type, message):
+    assert classify(Evidence(error_type=error_type, error_message=message, device="gpu")) is Outcome.OOM_GPU
+    assert classify(Evidence(error_type=error_type, error_message=message, device="cpu")) is Outcome.OOM_HOST
+
+
+@pytest.mark.parametrize(("error_type", "message"), [r[1:] for r in NOT_OOM], ids=[r[0] for r in NOT_OOM])
+def test_other_runtime_errors_are_crashes(error_type, message):
+    assert classify(Evidence(error_type=error_type, error_message=message, device="gpu")) is Outcome.CRASH
+
 
 @pytest.mark.parametrize(("evidence", "expected"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_classify_table(evidence, expected):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from spp_search.config import build_config
 from spp_search.factors import default_factors
 from spp_search.outcomes import Outcome
-from spp_search.trial import TrialSpec, Watch, run_trial
+from spp_search.stability import Watch
+from spp_search.trial import TrialSpec, run_trial
+from tests.backends import BACKENDS, on
 
 DATA = build_config({"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}).data.for_trial()
 
@@ -28,30 +31,54 @@ def _spec(**factors) -> TrialSpec:
     return TrialSpec(number=0, factors=f, data=DATA, epochs=2, seed=1, log_every=2)
 
 
-@pytest.mark.parametrize("policy", ["fixed", "multi_size", "variable_bucketed", "variable_padded"])
-def test_ok_trial_reports_every_epoch(policy):
+def trial_on_this_backend(**factors) -> tuple:
+    """Run a trial here (any backend); its result and the epochs its reporter saw."""
+    import keras
+
     reporter = Recorder()
-    result = run_trial(_spec(input_policy=policy), reporter)
+    result = run_trial(_spec(**factors), reporter)
+    return result, reporter.epochs, keras.mixed_precision.global_policy().name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", ["fixed", "multi_size", "variable_bucketed", "variable_padded"])
+def test_ok_trial_reports_every_epoch(backend, policy):
+    result, epochs, _ = on(backend, trial_on_this_backend, input_policy=policy)
     assert result.outcome is Outcome.OK, result.traceback
-    assert [e for e, _ in reporter.epochs] == [0, 1]
-    metrics = reporter.epochs[0][1]
+    assert [e for e, _ in epochs] == [0, 1]
+    metrics = epochs[0][1]
     assert set(metrics) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "train_epoch_time_s"}
     assert 0 < metrics["train_epoch_time_s"] < metrics["epoch_time_s"]  # validation comes after training
-    assert result.value == reporter.epochs[-1][1]["val_accuracy"]
-    assert result.stats["steps"] == 10 and result.stats["traced_shapes"] >= 1
-    assert math.isfinite(result.stats["grad_norm_max"]) and result.stats["images_per_s"] > 0
+    assert result.value == epochs[-1][1]["val_accuracy"]
+    assert result.stats["steps"] == 10 and 1 <= result.stats["traced_shapes"] <= 9
+    assert result.stats["compile_s"] > 0 and result.stats["compile_s"] < result.stats["train_time_s"]
+    assert math.isfinite(result.stats["grad_norm_max"]) and result.stats["grad_norm_max"] > 0
+    assert result.stats["images_per_s"] > 0 and result.stats["max_loss_ratio"] >= 1
     assert result.steps[0][0] == 1 and result.error_type is None
 
 
-def test_mixed_precision_trains_and_reports_finite_norms():
-    result = run_trial(_spec(mixed_precision=True), Recorder())
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_and_reports_finite_norms(backend, policy):
+    result, _, during = on(backend, trial_on_this_backend, mixed_precision=policy)
     assert result.outcome is Outcome.OK, result.traceback
-    assert math.isfinite(result.stats["grad_norm_max"])
+    assert math.isfinite(result.stats["grad_norm_max"]) and during == policy
+    result, _, after = on(backend, trial_on_this_backend)  # the next trial is back to float32
+    assert result.outcome is Outcome.OK and after == "float32"
+
+
+def test_gradient_norm_is_the_global_norm_of_the_step():
+    """The optimizer wrapper's norm equals sqrt(sum of squared gradients) of the step it applied."""
     import keras
 
-    assert keras.mixed_precision.global_policy().name == "mixed_float16"
-    assert run_trial(_spec(), Recorder()).outcome is Outcome.OK  # the next trial is back to float32
-    assert keras.mixed_precision.global_policy().name == "float32"
+    from spp_search.backends import runtime
+    from spp_search.models import make_optimizer
+
+    optimizer = make_optimizer("sgd", 0.1)
+    weights = [keras.Variable(np.ones((2, 2), "float32")), keras.Variable(np.ones(3, "float32"))]
+    grads = [keras.ops.convert_to_tensor(np.full((2, 2), 3.0, "float32")), keras.ops.ones(3) * 4.0]
+    optimizer.apply(grads, weights)
+    assert runtime().read(optimizer.grad_norm) == pytest.approx(math.sqrt(4 * 9 + 3 * 16))
 
 
 def test_pruned_trial_stops_after_the_reporters_verdict():

@@ -126,7 +126,9 @@ def worker_env(
 
     * ``KERAS_BACKEND``: read when the worker imports Keras.
     * ``CUDA_VISIBLE_DEVICES``: ``-1`` on the CPU; one GPU per worker (``gpu``) on GPU hosts.
-    * JAX: no preallocation of 75% of the GPU; with a budget, ``XLA_PYTHON_CLIENT_MEM_FRACTION``
+    * JAX: compiled programs cached on disk (``.spp_cache/jax-compile``, or
+      ``JAX_COMPILATION_CACHE_DIR``), shared by every worker and study; no preallocation of 75% of
+      the GPU; with a budget, ``XLA_PYTHON_CLIENT_MEM_FRACTION``
       is the budget over the GPU's memory, so an over-budget trial fails with RESOURCE_EXHAUSTED.
       On the CPU, JAX is told it has no GPU platform (``JAX_PLATFORMS=cpu``).
     * TensorFlow: its GPU cap is a logical device, set after import (``_tensorflow.configure``).
@@ -140,6 +142,14 @@ def worker_env(
             env["JAX_PLATFORMS"] = "cpu"
     elif gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if backend == "jax":
+        # compiled programs are kept on disk: a later trial (or study) with the same model and
+        # input shape loads its program instead of compiling it (JAX compiles per shape)
+        env["JAX_COMPILATION_CACHE_DIR"] = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.abspath(
+            os.path.join(".spp_cache", "jax-compile")
+        )
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     if backend == "jax" and device == "gpu":
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         total = gpu_memory_bytes and gpu_memory_bytes_of(gpu)

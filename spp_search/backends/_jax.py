@@ -133,3 +133,13 @@ def inputs(pipes) -> tuple:
             return self.items[index]
 
     return Training(pipes.train), Validation(pipes.val), None, None
+
+
+def input_gradient(fn, shape: tuple, dynamic: bool = False):
+    """A compiled function ``x -> d sum(fn(x)^2) / dx`` (benchmarks: forward + backward of a layer).
+
+    JAX compiles per concrete shape, so ``dynamic`` is not a mode here (callers skip it).
+    """
+    if dynamic:
+        raise ValueError("JAX has no dynamic-shape mode: it compiles one program per input shape")
+    return jax.jit(jax.grad(lambda x: jnp.sum(jnp.square(fn(x)))))

@@ -179,3 +179,21 @@ def inputs(pipes) -> tuple:
 def _bands(pipes) -> int:
     group = pipes.train.groups[0]
     return group[0].shape[-1] if isinstance(group, list) else group.shape[-1]
+
+
+def input_gradient(fn, shape: tuple, dynamic: bool = False):
+    """A compiled function ``x -> d sum(fn(x)^2) / dx`` (benchmarks: forward + backward of a layer).
+
+    ``dynamic``: traced once with ``None`` batch, height and width (the layer's run-time path).
+    """
+    spec = tf.TensorSpec([None, None, None, shape[3]] if dynamic else list(shape))
+
+    @tf.function(input_signature=[spec])
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * y)  # depends on x: no constant-folded gradient
+        return tape.gradient(loss, x)
+
+    return step

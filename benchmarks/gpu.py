@@ -1,0 +1,326 @@
+"""GPU measurements in one short run, on a host with JAX and no TensorFlow (and no network).
+
+    python -m benchmarks.gpu --wheelhouse DIR --backend jax        # on the GPU host, < 5 minutes
+    python -m benchmarks.gpu --device cpu --quick --out DIR        # the same code on a CPU (tests)
+
+``--wheelhouse`` (written by ``benchmarks/wheelhouse.sh`` on a machine with PyPI) is installed with
+``pip install --no-index --no-deps --target``; the run then re-executes itself with those packages
+on ``PYTHONPATH``. It measures, each with the device synchronised (``backends.runtime().sync``):
+
+(a) ``spp_op``: forward+backward of every SPP variant against a global-pool floor, and our layer's
+    exactness on the device (with the matrix units at their default precision);
+(b) ``study``: the default 50-trial study (``study.py --trials 50``), wall time and outcomes;
+(c) ``oom_boundary``: batch size doubled under ``--gpu-memory-budget 2GiB`` until ``oom_gpu``,
+    twice (the boundary must be the same both times);
+(d) ``precision``: images/s with float32, mixed_float16 and mixed_bfloat16, and how busy the GPU
+    was during the float32 fit (NVML utilisation sampled every 50 ms);
+(e) ``train_step``: one training step of the SPP model vs the same model with a global-pool head.
+
+It writes ``benchmarks/results/gpu-<backend>.json`` (``cpu-quick-<backend>.json`` for a CPU run)
+under ``--out`` and rebuilds ``summary.md`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+INSTALLED = "SPP_GPU_BENCH_SITE"
+
+
+def install(wheelhouse: Path) -> Path:
+    """Install every wheel of ``wheelhouse`` into a private folder (no index, no dependency solving)."""
+    site = Path(tempfile.mkdtemp(prefix="spp-site-"))
+    wheels = sorted(str(p) for p in wheelhouse.glob("*.whl"))
+    if not wheels:
+        raise SystemExit(f"error: `wheelhouse` must hold .whl files, but got wheelhouse={str(wheelhouse)!r}.")
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    subprocess.run([*cmd, "--target", str(site), *wheels], check=True)
+    return site
+
+
+def _environment(backend: str, device: str) -> None:
+    """Before Keras is imported: the backend, and no preallocation (workers need the GPU too)."""
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+        os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+def _data(num_images: int, size: int) -> dict:
+    from spp_search.config import build_config
+
+    raw = {"data": {"synthetic": {"num_images": num_images, "min_size": size // 2, "max_size": size}}}
+    return build_config(raw).data.for_trial()
+
+
+def _factors(**overrides) -> dict:
+    from spp_search.factors import default_factors
+
+    return {**default_factors(), **overrides}
+
+
+class _Quiet:
+    def epoch_end(self, epoch, metrics):
+        return False
+
+
+def spp_section(quick: bool, device: str) -> dict:
+    """(a) The SPP op benchmark's cases on this device (static shapes: JAX compiles per shape)."""
+    from benchmarks import spp_op
+
+    rows = spp_op.measure(quick, repeats=5 if quick else 30, modes=("static",))
+    divisible = [r for r in rows if all(d % max(r["levels"]) == 0 for d in r["shape"][1:3])]
+    other = [r for r in rows if r not in divisible]
+    return {
+        "rows": rows,
+        "all_exact": all(r["floor_ceil_exact"] for r in rows),
+        "worst_ratio_vs_floor_divisible": max((r["ratio_vs_floor"] for r in divisible), default=None),
+        "worst_ratio_vs_floor_any_size": max((r["ratio_vs_floor"] for r in other), default=None),
+    }
+
+
+def _run(factors: dict, data: dict, epochs: int, device: str):
+    from spp_search.trial import TrialSpec, run_trial
+
+    return run_trial(TrialSpec(0, factors, data, epochs, 0, device, backend=os.environ["KERAS_BACKEND"]), _Quiet())
+
+
+def train_step_section(quick: bool, device: str) -> dict:
+    """(e) Median training step of the SPP model and of the same model with a global-pool head."""
+    size, batch = (32, 16) if quick else (128, 128)
+    data = _data(64 if quick else 1024, size)
+    out = {}
+    for name, levels in (("spp", [1, 2, 4]), ("global_pool", [1])):
+        for policy in ("fixed", "variable_bucketed"):
+            factors = _factors(levels=levels, image_size=size, batch_size=batch, input_policy=policy, width=32)
+            result = _run(factors, data, 2 if quick else 3, device)
+            assert result.outcome.value == "ok", result.error_message
+            out[f"{name}_{policy}_step_ms"] = 1000 * result.stats["step_time_median_s"]
+            out[f"{name}_{policy}_images_per_s"] = result.stats["images_per_s"]
+    for policy in ("fixed", "variable_bucketed"):
+        out[f"ratio_{policy}"] = out[f"spp_{policy}_step_ms"] / out[f"global_pool_{policy}_step_ms"]
+    out["bucketed_vs_fixed_images_per_s"] = out["spp_variable_bucketed_images_per_s"] / out["spp_fixed_images_per_s"]
+    return out
+
+
+class _Busy:
+    """Samples NVML GPU utilisation every 50 ms while it is open (no samples without a GPU)."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVIDIA GPU here
+            return
+        while not self.stop.wait(0.05):
+            self.samples.append(int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=1)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.mean(self.samples) if self.samples else None
+
+
+def precision_section(quick: bool, device: str) -> dict:
+    """(d) images/s under each dtype policy; GPU busy share during the float32 fit."""
+    size, batch, epochs = (32, 16, 2) if quick else (128, 256, 4)
+    data = _data(64 if quick else 2048, size)
+    out = {}
+    for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
+        factors = _factors(image_size=size, batch_size=batch, width=32, mixed_precision=policy)
+        with _Busy() as busy:
+            result = _run(factors, data, epochs, device)
+        out[policy] = {
+            "outcome": result.outcome.value,
+            "images_per_s": result.stats.get("images_per_s"),
+            "step_ms": 1000 * result.stats.get("step_time_median_s", float("nan")),
+            "compile_s": result.stats.get("compile_s"),
+            "peak_gpu_mb": result.stats.get("peak_gpu_mb"),
+            "gpu_busy_percent": busy.mean,
+        }
+    return out
+
+
+def oom_section(quick: bool, device: str) -> dict:
+    """(c) Double the batch size under a memory budget until the trial runs out, twice."""
+    from spp_search.isolation import Budgets, Placement, ProcessRunner
+
+    backend = os.environ["KERAS_BACKEND"]
+    if device == "gpu":
+        budgets, oom, size, start, limit = Budgets(gpu_memory_bytes=2 * 2**30), "oom_gpu", 128, 64, 2**15
+    else:  # the same procedure under a host budget, small enough to end quickly
+        budgets, oom, size, start, limit = (
+            Budgets(host_memory_bytes=3 * 2**30),
+            "oom_host",
+            64,
+            64,
+            4096 if quick else 2**14,
+        )
+    data = _data(64, size)
+    sequences = []
+    for _ in range(2):
+        runner = ProcessRunner(Placement(backend, device), budgets)
+        steps, batch, boundary = [], start, None
+        try:
+            while batch <= limit:
+                factors = _factors(image_size=size, batch_size=batch, width=16, input_policy="fixed")
+                from spp_search.trial import TrialSpec
+
+                result = runner.run(TrialSpec(0, factors, data, 1, 0, device, backend=backend), _Quiet())
+                steps.append(
+                    {"batch_size": batch, "outcome": result.outcome.value, "error": result.error_message[:300]}
+                )
+                if result.outcome.value == oom:
+                    boundary = batch
+                    break
+                if result.outcome.value != "ok":
+                    break
+                batch *= 2
+        finally:
+            runner.close()
+        sequences.append({"first_oom_batch_size": boundary, "steps": steps})
+    first = [s["first_oom_batch_size"] for s in sequences]
+    return {
+        "budget": "2GiB GPU" if device == "gpu" else "3GiB host",
+        "image_size": size,
+        "sequences": sequences,
+        "same_boundary_both_times": first[0] == first[1],
+        "first_oom_batch_size": first[0],
+    }
+
+
+def study_section(quick: bool, device: str, backend: str) -> dict:
+    """(b) The default study through the command line, on fresh storages, timed."""
+    trials = 4 if quick else 50
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            str(ROOT / "study.py"),
+            "--trials",
+            str(trials),
+            "--backend",
+            backend,
+            "--device",
+            device,
+            "--study-name",
+            "bench-gpu",
+            "--storage",
+            f"sqlite:///{tmp}/o.db",
+            "--tracking-uri",
+            f"sqlite:///{tmp}/m.db",
+        ]
+        config = Path(tmp) / "quick.yaml"
+        config.write_text(json.dumps(_quick_config()))
+        cmd += ["--config", str(config) if quick else str(ROOT / "experiments" / "default.yaml")]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            return {"trials": trials, "wall_s": wall, "error": done.stderr[-2000:]}
+        return {"trials": trials, "wall_s": wall, "wall_min": wall / 60, **_study_numbers(f"sqlite:///{tmp}/o.db")}
+
+
+def _quick_config() -> dict:
+    return {
+        "data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}},
+        "defaults": {"image_size": 24, "width": 4, "dense_units": 8, "batch_size": 8},
+        "study": {"epochs": 2},
+        "space": {"levels": {"choices": [[1], [1, 2]]}, "input_policy": {"choices": ["fixed", "variable_bucketed"]}},
+    }
+
+
+def _study_numbers(storage: str) -> dict:
+    import optuna
+
+    from spp_search.engines.budget import counted_trials, outcome_of
+
+    study = optuna.load_study(study_name="bench-gpu", storage=storage)
+    done = counted_trials(study)
+    outcomes: dict[str, int] = {}
+    for t in done:
+        outcomes[outcome_of(t)] = outcomes.get(outcome_of(t), 0) + 1
+    ok = [t.value for t in done if outcome_of(t) == "ok"]
+    return {"outcomes": outcomes, "best_val_accuracy": max(ok) if ok else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheelhouse", type=Path, help="folder of wheels to install first (no index)")
+    parser.add_argument("--backend", choices=("jax", "tensorflow"), default="jax")
+    parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the code path, not speed")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    parser.add_argument("--only", default="spp_op,train_step,precision,oom_boundary,study")
+    args = parser.parse_args()
+    if args.wheelhouse and not os.environ.get(INSTALLED):
+        site = install(args.wheelhouse)
+        # the checkout first (its experiments/ and study.py), the wheels for everything it needs
+        env = {**os.environ, INSTALLED: str(site), "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+        sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.gpu", *sys.argv[1:]], cwd=ROOT, env=env))
+    _environment(args.backend, args.device)
+    sections = {
+        "spp_op": lambda: spp_section(args.quick, args.device),
+        "train_step": lambda: train_step_section(args.quick, args.device),
+        "precision": lambda: precision_section(args.quick, args.device),
+        "oom_boundary": lambda: oom_section(args.quick, args.device),
+        "study": lambda: study_section(args.quick, args.device, args.backend),
+    }
+    results, seconds = {}, {}
+    for name in args.only.split(","):
+        start = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            results[name] = sections[name]()
+        except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        seconds[name] = time.perf_counter() - start
+        print(json.dumps(results[name], default=str)[:1500], flush=True)
+    _write(args, results, seconds)
+
+
+def _write(args, results: dict, seconds: dict) -> None:
+    from benchmarks.common import environment
+    from benchmarks.table import write_table
+
+    name = f"gpu-{args.backend}" if args.device == "gpu" and not args.quick else f"cpu-quick-{args.backend}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "environment": environment(args.backend, args.device),
+        "quick": args.quick,
+        "section_seconds": seconds,
+        **results,
+    }
+    path = args.out / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"wrote {path} and {write_table(args.out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""One frozen, validated ``StudyConfig`` from an experiment YAML file plus command-line overrides.
+
+A config file has these sections, each optional; unknown keys fail with the list of valid ones::
+
+    study:    {name, trials, seed, epochs, sampler, pruner, storage, tracking_uri, device}
+    data:     {source, val_fraction, split_seed, synthetic: {num_images, num_classes, ...}}
+    defaults: {<factor>: value}      # every factor not searched; see factors.py
+    space:    {<factor>: parameter}  # the searched factors; see space.py
+    enqueue:  [{<factor>: value}]    # configurations tried first (the sampler fills the rest)
+
+An exported best configuration has the same sections plus ``result`` (what it achieved), so it
+can be given back to ``--config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from spp_search.backends import AUTO, BACKENDS
+from spp_search.corruption import CorruptionSpec
+from spp_search.data import SyntheticSpec, class_folders
+from spp_search.errors import ConfigError, must
+from spp_search.factors import check_factor, default_factors
+from spp_search.space import SearchSpace
+
+SAMPLERS = ("tpe", "random")
+ISOLATIONS = ("process", "inline")
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+PRUNERS = ("median", "none")
+ENGINES = ("optuna", "keras-tuner")
+TUNERS = ("random", "bayesian", "hyperband")
+DEVICES = ("auto", "cpu", "gpu")
+SECTIONS = ("study", "data", "defaults", "space", "enqueue", "ablation", "result")
+
+
+def parse_bytes(name: str, text: str) -> int | None:
+    """``"4GiB"`` -> 4294967296; ``"none"`` -> None. Units: B, KB, MB, GB, KiB, MiB, GiB."""
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    number = text.strip().rstrip("bBiIkKmMgG")
+    unit = text.strip()[len(number) :].lower()
+    try:
+        value = float(number) * UNITS[unit]
+    except (ValueError, KeyError):
+        value = -1
+    if value <= 0:
+        raise ConfigError(must(name, "be a size like 4GiB or 512MiB, or none", text, "Fix the value."))
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How the study runs. ``trials`` is the study's total, not this invocation's."""
+
+    name: str = "spp-default"
+    trials: int = 50
+    seed: int = 0
+    epochs: int = 3
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str = "sqlite:///optuna.db"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    device: str = "auto"
+    isolation: str = "process"
+    host_memory_budget: str = "none"
+    gpu_memory_budget: str = "none"
+    trial_timeout: float = 1800.0
+    max_retries: int = 2
+    workers: int = 0
+    failure_feedback: bool = True
+    engine: str = "optuna"
+    tuner: str = "bayesian"
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        parse_bytes("host_memory_budget", self.host_memory_budget)
+        parse_bytes("gpu_memory_budget", self.gpu_memory_budget)
+        if self.trial_timeout < 0 or self.max_retries < 0:
+            bad = "trial_timeout" if self.trial_timeout < 0 else "max_retries"
+            raise ConfigError(must(bad, "be >= 0 (0 = off)", getattr(self, bad), "E.g. 1800 and 2."))
+        if self.workers < 0 or (self.isolation == "inline" and self.workers > 1):
+            raise ConfigError(
+                must(
+                    "workers",
+                    "be >= 0 (0 = auto), and 1 with isolation inline",
+                    self.workers,
+                    "Use --isolation process for several workers.",
+                )
+            )
+        if self.isolation == "inline" and self.host_memory_budget != "none":
+            raise ConfigError(
+                must(
+                    "host_memory_budget",
+                    "be none with isolation inline",
+                    self.host_memory_budget,
+                    "Use --isolation process to enforce it.",
+                )
+            )
+        checks = (
+            ("sampler", SAMPLERS),
+            ("pruner", PRUNERS),
+            ("device", DEVICES),
+            ("isolation", ISOLATIONS),
+            ("engine", ENGINES),
+            ("tuner", TUNERS),
+            ("backend", (AUTO, *BACKENDS)),
+        )
+        for name, options in checks:
+            if getattr(self, name) not in options:
+                raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
+        for name in ("trials", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(must(name, "be at least 1", getattr(self, name), "Use e.g. 50 trials, 3 epochs."))
+        if not self.name or "/" in self.name:
+            raise ConfigError(must("study-name", "be non-empty without '/'", self.name, "E.g. spp-default."))
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where images come from: ``synthetic`` (generated) or a folder path; how they are split."""
+
+    source: str = "synthetic"
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    bands: int = 3
+    cache_dir: str = ".spp_cache"
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(must("val_fraction", "be between 0 and 1", self.val_fraction, "Use 0.25."))
+        if self.source != "synthetic":
+            class_folders(Path(self.source))  # fails now, not in the first trial
+
+    def for_trial(self) -> dict:
+        """The plain dict a trial process needs to load the data."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    study: StudySettings
+    data: DataSettings
+    defaults: dict
+    space: SearchSpace
+    ablation: dict | None = None
+    enqueue: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict:
+        defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
+        return {
+            "study": dataclasses.asdict(self.study),
+            "data": {**dataclasses.asdict(self.data)},
+            "defaults": defaults,
+            "space": self.space.to_dict(),
+            **({"enqueue": [dict(e) for e in self.enqueue]} if self.enqueue else {}),
+            **({"ablation": self.ablation} if self.ablation else {}),
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of what defines the experiment (not its size, name, storage, device or backend:
+        workers on a GPU host with JAX may join a study started with TensorFlow on CPUs)."""
+        d = self.to_dict()
+        for key in (
+            "trials",
+            "name",
+            "storage",
+            "tracking_uri",
+            "device",
+            "isolation",
+            "host_memory_budget",
+            "gpu_memory_budget",
+            "trial_timeout",
+            "max_retries",
+            "workers",
+            "backend",
+        ):
+            d["study"].pop(key)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _section(cls, values: object, where: str):
+    """Build dataclass ``cls`` from a mapping, failing on unknown keys or wrong types."""
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise ConfigError(must(where, "be a mapping", values, "Indent its keys under it."))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            must(
+                f"{where}.{unknown[0]}",
+                f"be one of the keys {sorted(fields)}",
+                unknown[0],
+                "Remove or rename it.",
+            )
+        )
+    kwargs = {}
+    defaults = cls()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if dataclasses.is_dataclass(expected):
+            value = _section(expected, value, f"{where}.{key}")
+        elif expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(must(f"{where}.{key}", f"be of type {expected.__name__}", value, "Fix the value."))
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def read_file(path: Path) -> dict:
+    """Parse a YAML (or JSON) config safely; a clear error for a missing or broken file."""
+    if not path.is_file():
+        raise ConfigError(must("config", "be an existing file", str(path), "Check the path."))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"`config` {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(must("config", "hold a mapping of sections", type(raw).__name__, "See README."))
+    return raw
+
+
+def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
+    """Merge ``overrides`` (CLI values, None = not given) into ``raw`` and validate everything."""
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(must("config section", f"be one of {list(SECTIONS)}", unknown[0], "Remove it."))
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            section, name = key.split(".")
+            raw.setdefault(section, {})
+            raw[section][name] = value
+    study = _section(StudySettings, raw.get("study"), "study")
+    data = _section(DataSettings, raw.get("data"), "data")
+    given = raw.get("defaults") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(must("defaults", "be a mapping of factor -> value", given, "See README."))
+    defaults = default_factors()
+    for name, value in given.items():
+        defaults[name] = check_factor(name, value)
+    ablation = raw.get("ablation")
+    if ablation is not None:
+        from spp_search.ablation import arms, space_for
+
+        configs, repeats = arms(ablation)
+        derived = space_for(configs, defaults)
+        if raw.get("space") and raw["space"] != derived:  # a stored config holds the derived space
+            raise ConfigError(must("space", "be absent in an ablation (it is derived)", "space", "Remove it."))
+        study = dataclasses.replace(study, trials=len(configs) * repeats, pruner="none")
+        raw = {**raw, "space": derived}
+    space = SearchSpace.from_dict(raw.get("space"))
+    enqueue = raw.get("enqueue")
+    if enqueue is not None:
+        space.enqueued_params(enqueue)  # validates; the config keeps the entries as written
+    enqueue = tuple(dict(e) for e in enqueue or ())
+    if enqueue and (ablation is not None or study.engine != "optuna"):
+        fix = "Remove it: an ablation lists its own configurations, and KerasTuner cannot enqueue."
+        used = "an ablation" if ablation is not None else f"engine {study.engine}"
+        raise ConfigError(must("enqueue", "go with a search on the optuna engine", used, fix))
+    if len(enqueue) > study.trials:
+        fix = f"List at most {study.trials} or raise study.trials."
+        raise ConfigError(must("enqueue", f"hold at most study.trials = {study.trials} entries", len(enqueue), fix))
+    return StudyConfig(study, data, defaults, space, ablation, enqueue)
+
+
+def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:
+    """The study's config: the file at ``path`` (or built-in defaults) plus CLI overrides."""
+    return build_config(read_file(path) if path else {}, overrides)

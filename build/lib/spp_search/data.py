@@ -1,0 +1,244 @@
+"""Datasets: a generated position-dependent one (the default) and a loader for image folders.
+
+Both give an :class:`ImageSet`: a list of ``uint8`` arrays of varying height and width with their
+labels. Sizing, scaling and batching happen later, in ``preprocessing.py``.
+
+The built-in data are made so that SPP's pyramid matters: the class is *where* a target disk sits
+(the cell of a ``g x g`` grid, ``g = ceil(sqrt(num_classes))``), so a 1x1 pyramid (global pooling)
+cannot beat chance, while a level that resolves the grid can. The target is bright in the first
+band and a distractor disk is bright in the last band, so a swapped channel order (RGB vs BGR)
+silently swaps target and distractor: the damage shows up as lost accuracy, not as an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spp_search.errors import ConfigError, DataError, must
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_FILE_BYTES = 64 * 2**20
+MAX_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (``uint8``, ``H x W x bands``, sizes and band counts vary) with labels.
+
+    Per image it also keeps a ``name`` (file path, or ``synthetic/<i>``) for error messages, the
+    channel ``order`` its source declares (``rgb`` or ``bgr``), and, for a file that could not be
+    decoded, ``None`` in ``images`` with the reason in ``errors``. What to do about unreadable
+    files, wrong band counts and orders is the channel policy's decision (``channels.py``).
+    """
+
+    images: list[np.ndarray | None]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    names: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        object.__setattr__(self, "names", self.names or [f"synthetic/{i}" for i in range(n)])
+        object.__setattr__(self, "orders", self.orders or ["rgb"] * n)
+        object.__setattr__(self, "errors", self.errors or [None] * n)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> ImageSet:
+        pick = lambda values: [values[i] for i in index]  # noqa: E731
+        return ImageSet(
+            pick(self.images),
+            self.labels[np.asarray(index, dtype=np.int64)],
+            self.class_names,
+            pick(self.names),
+            pick(self.orders),
+            pick(self.errors),
+        )
+
+    def replace_images(self, images: list[np.ndarray | None], **changes) -> ImageSet:
+        return dataclasses.replace(self, images=images, **changes)
+
+    def sizes(self) -> np.ndarray:
+        """``(N, 2)`` array of (height, width) of the readable images."""
+        return np.array([im.shape[:2] for im in self.images if im is not None], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """How the built-in data are generated; every field is a key of the config's ``data``."""
+
+    num_images: int = 768
+    num_classes: int = 4
+    min_size: int = 32
+    max_size: int = 96
+    bands: int = 3
+    noise: float = 30.0
+    contrast: float = 90.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ConfigError(must("num_classes", "be at least 2", self.num_classes, "Use 4."))
+        if self.bands < 1:
+            raise ConfigError(must("bands", "be at least 1", self.bands, "Use 3 for RGB."))
+        if not 4 <= self.min_size <= self.max_size:
+            raise ConfigError(must("min_size", "be >= 4 and <= max_size", self.min_size, "E.g. 32 and 96."))
+        if self.num_images < 2 * self.num_classes:
+            raise ConfigError(must("num_images", "be at least twice num_classes", self.num_images, "Use 768."))
+
+
+def _disk(height: int, width: int, cy: float, cx: float, radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[:height, :width]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+
+
+def _ring(height: int, width: int, cy: float, cx: float, radius: float) -> np.ndarray:
+    return _disk(height, width, cy, cx, radius) & ~_disk(height, width, cy, cx, 0.55 * radius)
+
+
+def _one_image(rng: np.random.Generator, label: int, spec: SyntheticSpec) -> np.ndarray:
+    """One image whose target disk lies inside grid cell ``label``, plus two decoys anywhere.
+
+    Decoys: a disk bright in the last band (the target's colour swapped) and a ring bright in the
+    first band (the target's colour, another shape); both over noise, so telling the target
+    apart takes local features, and placing it takes spatial bins.
+    """
+    height, width = (int(v) for v in rng.integers(spec.min_size, spec.max_size + 1, size=2))
+    grid = math.ceil(math.sqrt(spec.num_classes))
+    row, col = divmod(label, grid)
+    image = rng.normal(70, spec.noise, size=(height, width, spec.bands))
+    radius = max(1.5, 0.3 * min(height, width) / grid)
+    cy = (row + rng.uniform(0.3, 0.7)) * height / grid
+    cx = (col + rng.uniform(0.3, 0.7)) * width / grid
+    image[_disk(height, width, cy, cx, radius), 0] += spec.contrast
+    dy, dx, ry, rx = (
+        rng.uniform(0, height),
+        rng.uniform(0, width),
+        rng.uniform(0, height),
+        rng.uniform(0, width),
+    )
+    image[_disk(height, width, dy, dx, radius), spec.bands - 1] += spec.contrast
+    image[_ring(height, width, ry, rx, 1.2 * radius), 0] += spec.contrast
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_synthetic(spec: SyntheticSpec) -> ImageSet:
+    """Generate ``spec.num_images`` images, balanced over classes; the same seed, the same data."""
+    rng = np.random.default_rng(spec.seed)
+    labels = rng.permutation(np.arange(spec.num_images) % spec.num_classes)
+    images = [_one_image(rng, int(label), spec) for label in labels]
+    names = tuple(f"cell_{i:02d}" for i in range(spec.num_classes))
+    return ImageSet(images, labels.astype(np.int32), names)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class subfolders of an image folder, sorted; ``ConfigError`` if it is not one."""
+    fix = "Point --data at a folder with one subfolder of PNG/JPEG images per class."
+    if not root.is_dir():
+        raise ConfigError(must("data", "be an existing folder", str(root), fix))
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ConfigError(must("data", "hold at least two class subfolders", str(root), fix))
+    return folders
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode one PNG/JPEG file to ``uint8`` ``H x W x bands`` (16-bit scaled down to 8-bit).
+
+    Bands are kept as stored (grayscale 1, RGB 3, RGBA 4): reconciling them with the model's band
+    count is the channel policy's job, not the reader's. Raises ``DataError`` naming the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes; resize it first.")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise DataError(f"{path}: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels.")
+            array = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc}). Remove or replace the file.") from exc
+    if array.dtype == np.uint16 or array.dtype == np.int32:
+        array = (array.astype(np.float64) / 257.0).round().astype(np.uint8)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.dtype != np.uint8:
+        raise DataError(f"{path}: unsupported image layout {array.shape} {array.dtype}.")
+    return array
+
+
+def load_folder(root: Path) -> ImageSet:
+    """Read every image under ``root/<class>/``; classes are the sorted subfolder names.
+
+    Files that cannot be decoded are kept as ``None`` with their error (the channel policy
+    decides). An optional ``root/channel_order.json`` maps relative paths to ``"bgr"`` for files
+    stored in BGR order (as written by OpenCV, or declared by a product header).
+    """
+    sidecar = root / "channel_order.json"
+    declared = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    images, labels, names, orders, errors = [], [], [], [], []
+    folders = class_folders(root)
+    for label, folder in enumerate(folders):
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            relative = path.relative_to(root).as_posix()
+            try:
+                images.append(read_image(path))
+                errors.append(None)
+            except DataError as exc:
+                images.append(None)
+                errors.append(str(exc))
+            labels.append(label)
+            names.append(str(path))
+            orders.append(declared.get(relative, "rgb"))
+    if len(images) < 2 * len(folders):
+        raise DataError(f"{root}: found {len(images)} images; need at least two per class.")
+    return ImageSet(images, np.array(labels, dtype=np.int32), tuple(f.name for f in folders), names, orders, errors)
+
+
+def write_folder(data: ImageSet, root: Path) -> None:
+    """Write ``data`` as PNG files under ``root/<class>/`` (with ``channel_order.json``).
+
+    Images with 1, 2, 3 or 4 bands are stored as L, LA, RGB, RGBA. Unreadable entries become
+    truncated PNG files, so a reader meets a real decoding error.
+    """
+    from PIL import Image
+
+    declared = {}
+    for i, (image, label) in enumerate(zip(data.images, data.labels, strict=True)):
+        path = root / data.class_names[label] / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if image is None:
+            path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+            continue
+        if image.dtype == np.uint16:
+            Image.fromarray(image[..., 0]).save(path)
+        else:
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+        if data.orders[i] != "rgb":
+            declared[path.relative_to(root).as_posix()] = data.orders[i]
+    (root / "channel_order.json").write_text(json.dumps(declared, indent=0))
+
+
+def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """A seeded train/validation split, stratified by class so both hold every class."""
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    val: list[int] = []
+    for label in np.unique(data.labels):
+        index = rng.permutation(np.flatnonzero(data.labels == label))
+        cut = max(1, round(len(index) * val_fraction))
+        val.extend(index[:cut])
+        train.extend(index[cut:])
+    return data.subset(rng.permutation(train)), data.subset(rng.permutation(val))

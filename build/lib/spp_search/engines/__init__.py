@@ -1,0 +1,1 @@
+"""Search engines: each asks the search space for trials and tells results back."""

@@ -1,0 +1,304 @@
+"""Where a trial runs: in a worker process (default) or inline (debugging).
+
+A :class:`ProcessRunner` owns one worker process, started with ``spawn`` (never fork a process
+that has imported TensorFlow). The driver sends it a :class:`TrialSpec` and reads epoch reports
+and a result over a pipe, answering each epoch with the pruner's verdict. While waiting, it polls:
+
+* the worker's resident memory (with its children) against ``host_memory_budget``: past it, the
+  worker is killed and the trial is ``oom_host``;
+* the wall time against ``trial_timeout``: past it, killed, ``timeout``;
+* the worker's liveness: a negative exit code is a signal (SIGKILL, SIGSEGV, SIGFPE): ``crash``.
+
+A healthy worker runs the next trial (saving TensorFlow's ~5 s start-up); ``trial.run_trial``
+clears the Keras session and reseeds every generator first, so nothing leaks between trials. A
+worker that failed hard (crash, timeout, out of memory) is replaced, and the replacement starts
+right away so its start-up overlaps the driver's bookkeeping.
+
+Backend and GPU: a worker starts with the environment ``backends.worker_env`` gives it (the Keras
+backend, its one visible GPU, JAX's memory fraction, thread counts), so it is set before Keras
+is imported; the GPU memory budget makes an over-budget trial fail with the backend's
+out-of-memory error (TensorFlow ``ResourceExhaustedError``, JAX ``RESOURCE_EXHAUSTED``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from spp_search import backends
+from spp_search.outcomes import Evidence, Outcome, classify
+from spp_search.trial import Reporter, TrialResult, TrialSpec, run_trial
+
+POLL_S = 0.05
+REPLACE_AFTER = (Outcome.CRASH, Outcome.TIMEOUT, Outcome.OOM_HOST, Outcome.OOM_GPU)
+
+
+class TrialInterrupted(BaseException):
+    """The study is stopping (Ctrl-C, or another slot failed): the running trial is abandoned."""
+
+
+class InlineRunner:
+    """Run each trial in the calling process; a hard crash here ends the whole study."""
+
+    def __init__(self, backend: str = "tensorflow") -> None:
+        backends.select(backend)  # before this process imports Keras (or the same one it runs on)
+
+    def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
+        return run_trial(spec, reporter)
+
+    def abort(self) -> None:
+        """An inline trial cannot be stopped from outside; Ctrl-C reaches it directly."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Per-trial limits; ``None`` means no limit."""
+
+    host_memory_bytes: int | None = None
+    gpu_memory_bytes: int | None = None
+    trial_timeout_s: float | None = None
+
+
+class PipeReporter:
+    """The worker's side of the reporter protocol: send the epoch, wait for the verdict."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool:
+        self.conn.send(("epoch", epoch, metrics))
+        return bool(self.conn.recv())
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker runs: backend, device, its GPU (a ``CUDA_VISIBLE_DEVICES`` entry), threads."""
+
+    backend: str = "tensorflow"
+    device: str = "cpu"
+    gpu: str | None = None
+    threads: int | None = None
+    cores: str | None = None
+    extra_env: dict = field(default_factory=dict)
+
+    def env(self, budgets: Budgets) -> dict[str, str]:
+        return {
+            **backends.worker_env(
+                self.backend,
+                self.device,
+                gpu=self.gpu,
+                gpu_memory_bytes=budgets.gpu_memory_bytes,
+                threads=self.threads,
+                cores=self.cores,
+            ),
+            **self.extra_env,
+        }
+
+
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]):
+    """Set ``env`` for the duration (a spawned child copies the parent's environment at start)."""
+    with _SPAWN_LOCK:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def worker_main(conn, gpu_memory_bytes: int | None) -> None:
+    """Entry point of a worker process: run trials until told to stop (or killed).
+
+    Its environment (backend, GPU, threads) was set by the driver when it was spawned; the
+    backend's own settings (TensorFlow threads and GPU cap, JAX CPU placement) come first.
+    """
+    backends.runtime().configure(gpu_memory_bytes)
+    conn.send(("ready",))
+    while True:
+        message = conn.recv()
+        if message[0] == "stop":
+            return
+        result = run_trial(message[1], PipeReporter(conn))
+        conn.send(("result", result))
+
+
+class Worker:
+    """One spawned worker process and the driver's end of its pipe."""
+
+    def __init__(self, placement: Placement, budgets: Budgets) -> None:
+        context = mp.get_context("spawn")
+        self.conn, child = context.Pipe()
+        args = (child, budgets.gpu_memory_bytes)
+        self.process = context.Process(target=worker_main, args=args, daemon=True)
+        with _environment(placement.env(budgets)):
+            self.process.start()
+        child.close()
+        self.ready = False
+
+    def rss(self) -> int:
+        """Resident memory of the worker and its children, in bytes (0 if it is gone)."""
+        try:
+            proc = psutil.Process(self.process.pid)
+            return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            return 0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(("stop",))
+            self.process.join(timeout=10)
+        except (BrokenPipeError, OSError):
+            pass
+        self.kill()
+
+
+@dataclass
+class _Observed:
+    """What the driver saw of one trial: epochs reported, peak memory, why it was stopped."""
+
+    epochs: list
+    peak_rss: int = 0
+    timed_out: bool = False
+    over_budget: bool = False
+
+
+class ProcessRunner:
+    """Run trials in a reusable worker process under memory and time budgets."""
+
+    def __init__(self, placement: Placement | str = "cpu", budgets: Budgets | None = None) -> None:
+        self.placement = placement if isinstance(placement, Placement) else Placement(device=placement)
+        self.device, self.budgets = self.placement.device, budgets or Budgets()
+        self.worker: Worker | None = None
+        self.started_workers = 0
+        self.aborted = False
+
+    def _worker(self) -> Worker:
+        if self.worker is None or not self.worker.process.is_alive():
+            if self.worker is not None:
+                self.worker.kill()
+            self.worker = Worker(self.placement, self.budgets)
+            self.started_workers += 1
+        return self.worker
+
+    def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
+        worker = self._worker()
+        watch = _Observed(epochs=[])
+        start = time.monotonic()
+        try:
+            result = self._drive(worker, spec, reporter, watch, start)
+        except BaseException:  # interrupted, or the reporter failed: the worker's state is unknown
+            worker.kill()
+            self.worker = None
+            raise
+        result.stats["peak_rss_mb"] = watch.peak_rss / 2**20
+        result.stats["trial_wall_s"] = time.monotonic() - start
+        if result.outcome in REPLACE_AFTER:
+            self._replace()
+        return result
+
+    def _replace(self) -> None:
+        """Kill the current worker and start its successor now, so start-up overlaps other work."""
+        if self.worker is not None:
+            self.worker.kill()
+        self.worker = None
+        self._worker()
+
+    def _drive(self, worker: Worker, spec, reporter, watch: _Observed, start: float) -> TrialResult:
+        """Send the spec, relay epochs, and police memory, time and liveness until a result."""
+        sent = False
+        while True:
+            if self.aborted:
+                raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")
+            if worker.ready and not sent:
+                worker.conn.send(("run", spec))
+                sent, start = True, time.monotonic()  # the budget starts when the trial does
+            if worker.conn.poll(POLL_S):
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    return self._dead(worker, watch, spec)
+                if message[0] == "ready":
+                    worker.ready = True
+                elif message[0] == "epoch":
+                    watch.epochs.append(message[2])
+                    worker.conn.send(reporter.epoch_end(message[1], message[2]))
+                elif message[0] == "result":
+                    return message[1]
+                continue
+            if not worker.process.is_alive():
+                return self._dead(worker, watch, spec)
+            watch.peak_rss = max(watch.peak_rss, worker.rss())
+            limit, timeout = self.budgets.host_memory_bytes, self.budgets.trial_timeout_s
+            if sent and limit and watch.peak_rss > limit:
+                watch.over_budget = True
+                worker.kill()
+                return self._dead(worker, watch, spec)
+            if sent and timeout and time.monotonic() - start > timeout:
+                watch.timed_out = True
+                worker.kill()
+                return self._dead(worker, watch, spec)
+
+    def abort(self) -> None:
+        """Stop the running trial now (from another thread): it ends as ``TrialInterrupted``."""
+        self.aborted = True
+        if self.worker is not None and self.worker.process.is_alive():
+            self.worker.process.kill()
+
+    def _dead(self, worker: Worker, watch: _Observed, spec: TrialSpec) -> TrialResult:
+        """A result for a trial whose worker died or was killed, from what the driver saw."""
+        if self.aborted:
+            raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")
+        worker.process.join(timeout=10)
+        code = worker.process.exitcode
+        evidence = Evidence(
+            exit_code=code,
+            got_result=False,
+            timed_out=watch.timed_out,
+            over_host_budget=watch.over_budget,
+            device=spec.device,
+        )
+        outcome = classify(evidence)
+        reason = (
+            "timed out"
+            if watch.timed_out
+            else "exceeded the host memory budget"
+            if watch.over_budget
+            else f"worker exited with code {code}"
+        )
+        if code is not None and code < 0:
+            reason += f" (signal {-code})"
+        return TrialResult(
+            outcome=outcome,
+            epochs=watch.epochs,
+            error_type=None,
+            error_message=f"trial {spec.number}: {reason}",
+            failed_epoch=len(watch.epochs),
+        )
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None

@@ -1,0 +1,157 @@
+"""MLflow tracking: one parent run per study, one child run per trial, explicit terminal states.
+
+Written on ``MlflowClient`` (no global active run): the engine passes run ids around, so several
+trials or workers never fight over "the current run". Training code never imports this module.
+Every string that may hold a storage URL passes through ``redact`` first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from spp_search.factors import param_text
+from spp_search.redaction import redact
+from spp_search.storage import with_retries
+from spp_search.trial import TrialResult
+
+ROLE, STUDY, TRIAL = "spp_search.role", "spp_search.study", "spp_search.trial_number"
+PARENT = "mlflow.parentRunId"
+BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Tracker:
+    """Writes a study's runs to one MLflow experiment (named after the study)."""
+
+    def __init__(self, tracking_uri: str, study_name: str) -> None:
+        self.client = _Retrying(MlflowClient(tracking_uri), redact(tracking_uri))
+        self.study_name = study_name
+        experiment = self.client.get_experiment_by_name(study_name)
+        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study_name)
+        self.parent_id: str | None = None
+
+    def _runs(self, filter_string: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string, max_results=50000)
+
+    def open_study(self, config: dict, params: dict[str, object]) -> str:
+        """Find or create the study's parent run and mark it RUNNING; log config and space."""
+        found = self._runs(f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study_name}'")
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            return self.parent_id
+        run = self.client.create_run(
+            self.experiment_id, run_name=self.study_name, tags={ROLE: "study", STUDY: self.study_name}
+        )
+        self.parent_id = run.info.run_id
+        self.client.log_batch(self.parent_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
+        for name, value in (("config.yaml", _redacted(config)), ("space.yaml", config.get("space", {}))):
+            # our own dump: MLflow's log_dict sorts keys, and a space's order carries its conditions
+            self.client.log_text(self.parent_id, yaml.safe_dump(value, sort_keys=False), name)
+        return self.parent_id
+
+    def close_orphans(self, live: set[str]) -> int:
+        """Mark trial runs left RUNNING by a killed process as KILLED; return how many.
+
+        ``live``: run ids of trials still running in the Optuna storage (maybe on another
+        worker): those are left alone.
+        """
+        orphans = self._runs(f"tags.`{PARENT}` = '{self.parent_id}' and attributes.status = 'RUNNING'")
+        closed = 0
+        for run in orphans:
+            if run.info.run_id not in live:
+                self.kill_trial(run.info.run_id, "interrupted")
+                closed += 1
+        return closed
+
+    def start_trial(self, number: int, factors: dict, extra: dict[str, object]) -> str:
+        """A child run with every factor (and ``extra``) as params."""
+        tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number)}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        params = {**factors, **extra}
+        self.client.log_batch(run.info.run_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        """One call per epoch (log_batch), so the MLflow UI shows a live curve."""
+        now = _now_ms()
+        self._log_metrics(run_id, [Metric(k, float(v), now, epoch) for k, v in metrics.items()])
+
+    def end_trial(self, run_id: str, result: TrialResult, tags: dict[str, str]) -> None:
+        """Log step losses, stability stats, outcome tags, traceback; set the terminal status."""
+        now = _now_ms()
+        metrics = [Metric("batch_loss", float(loss), now, step) for step, loss in result.steps]
+        metrics += [Metric(k, float(v), now, 0) for k, v in result.stats.items() if v is not None]
+        if result.value is not None:
+            metrics.append(Metric("objective", float(result.value), now, 0))
+        self._log_metrics(run_id, metrics)
+        all_tags = {"outcome": result.outcome.value, **tags}
+        if result.error_type:
+            all_tags.update(error_type=result.error_type, error_message=redact(result.error_message[:500]))
+        for key, value in (("failed_epoch", result.failed_epoch), ("failed_step", result.failed_step)):
+            if value is not None:
+                all_tags[key] = str(value)
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
+        if result.traceback:
+            self.client.log_text(run_id, redact(result.traceback), "traceback.txt")
+        self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
+
+    def kill_trial(self, run_id: str, outcome: str, message: str | None = None) -> None:
+        """Close a trial run that did not finish (interrupted, worker lost): KILLED."""
+        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", message)] if message else [])
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status="KILLED")
+
+    def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:
+        now = _now_ms()
+        metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None]
+        self._log_metrics(self.parent_id, metrics)
+        self.client.set_terminated(self.parent_id, status=status)
+
+    def _log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
+        metrics = [m for m in metrics if not math.isnan(m.value) or m.key == "batch_loss"]
+        for i in range(0, len(metrics), BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+class _Retrying:
+    """An MlflowClient whose calls retry a briefly unreachable tracking store with backoff."""
+
+    def __init__(self, client: MlflowClient, where: str) -> None:
+        self._client, self._where = client, where
+
+    def __getattr__(self, name: str):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            return with_retries(lambda: method(*args, **kwargs), f"tracking-uri {self._where}", transient=_transient)
+
+        return call
+
+
+def _transient(exc: Exception) -> bool:
+    """An MLflow error that reports connection trouble (worth retrying), not a bad request."""
+    from mlflow.exceptions import MlflowException
+
+    text = str(exc).lower()
+    words = ("connection", "timed out", "unavailable", "database is locked", "503")
+    return isinstance(exc, MlflowException) and any(w in text for w in words)
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return redact(value) if isinstance(value, str) else value

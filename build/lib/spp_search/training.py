@@ -1,0 +1,100 @@
+"""``study.py train``: retrain one configuration and save a self-contained ``.keras`` model.
+
+The saved model takes raw pixel values (its first layer applies the configuration's value
+scaling) and, for size-agnostic heads (our ``floor_ceil`` SPP, ``round_bins``, ``crop_split``),
+accepts any height and width: it loads in a fresh process after ``import spp_search`` and
+predicts on sizes it never saw. Heads that need a fixed size (``flatten``, ``paper_window``,
+``keras_adaptive``) keep ``image_size``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from spp_search.config import StudyConfig
+from spp_search.errors import ConfigError, SppSearchError, must
+from spp_search.models import build_model
+from spp_search.trial import TrialSpec, train_and_keep
+
+ANY_SIZE = ("floor_ceil", "round_bins", "crop_split")
+
+
+class _Quiet:
+    """A reporter that never prunes: a final training runs every epoch."""
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool:
+        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        return False
+
+
+def scaling_layer(value_scaling: str, train) -> keras.layers.Layer:
+    """The value scaling of ``preprocessing.scaler`` as a Keras layer, for raw-pixel input."""
+    if value_scaling == "unit":
+        return keras.layers.Rescaling(1 / 255, name="scaling")
+    if value_scaling == "symmetric":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scaling")
+    pixels = np.concatenate([im.reshape(-1, im.shape[-1]) for im in train.images]).astype(np.float64)
+    std = np.maximum(pixels.std(axis=0), 1e-3)
+    return keras.layers.Normalization(mean=pixels.mean(axis=0), variance=std**2, name="scaling")
+
+
+def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
+    """A plain Keras model with the trained weights, value scaling first, any size if it can."""
+    any_size = factors.get("head", "spp") == "spp" and factors.get("spp_impl", "floor_ceil") in ANY_SIZE
+    size = None if any_size else (int(factors["image_size"]),) * 2
+    model = build_model(
+        bands=train.images[0].shape[-1],
+        num_classes=len(train.class_names),
+        levels=tuple(factors["levels"]),
+        pooling=factors["pooling"],
+        input_size=size,
+        width=int(factors.get("width", 16)),
+        dense_units=int(factors.get("dense_units", 64)),
+        spp_impl=factors.get("spp_impl", "floor_ceil"),
+        head=factors.get("head", "spp"),
+        preprocess=scaling_layer(factors.get("value_scaling", "unit"), train),
+    )
+    for layer in model.layers:
+        if layer.weights and layer.name != "scaling":
+            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    return model
+
+
+def train_config(
+    config: StudyConfig, out: Path, device: str, epochs: int | None = None, backend: str = "tensorflow"
+) -> dict:
+    """Train ``config.defaults`` once and save the inference model to ``out``; return its metrics."""
+    if out.suffix != ".keras":
+        raise ConfigError(must("out", "end in .keras", str(out), "E.g. --out model.keras."))
+    if config.space.params:
+        raise ConfigError(
+            must(
+                "config",
+                "fix every factor (an empty `space`)",
+                f"space={config.space.names}",
+                "Export one with `python study.py export-best --out best.yaml`.",
+            )
+        )
+    spec = TrialSpec(
+        0,
+        dict(config.defaults),
+        config.data.for_trial(),
+        epochs or config.study.epochs,
+        config.study.seed,
+        device,
+        backend=backend,
+    )
+    result, trained = train_and_keep(spec, _Quiet())
+    if result.outcome.value != "ok":
+        raise SppSearchError(f"training ended with outcome {result.outcome.value}: {result.error_message}")
+    model = inference_model(trained.model, config.defaults, trained.train)
+    model.save(out)
+    return {
+        "backend": backend,
+        "val_accuracy": result.value,
+        "epochs": len(result.epochs),
+        "input_shape": list(model.input_shape),
+    }

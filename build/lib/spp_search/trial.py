@@ -1,0 +1,236 @@
+"""Train one trial and watch its stability. No Optuna, no MLflow: plain data in, plain data out.
+
+``run_trial(spec, reporter)`` builds the data and model for ``spec.factors``, trains with compiled
+``fit`` on the Keras backend this process runs on, and returns a :class:`TrialResult` whatever
+happens: exceptions are caught, classified by ``outcomes.classify`` and returned, so the caller
+(inline or in a worker process) decides what to do.
+
+Between epochs the ``reporter`` gets the epoch's metrics and answers whether to stop (pruning):
+the engine owns the Optuna trial, the trial code only asks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from spp_search.outcomes import Evidence, Outcome, classify
+from spp_search.stability import Watch, callback, stats
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything one trial needs, picklable so a worker process can receive it."""
+
+    number: int
+    factors: dict
+    data: dict
+    epochs: int
+    seed: int
+    device: str = "cpu"
+    log_every: int = 5
+    backend: str = "tensorflow"
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced: outcome, objective, per-epoch and per-step metrics, failure detail."""
+
+    outcome: Outcome
+    value: float | None = None
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: list[tuple[int, float]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str = ""
+    traceback: str | None = None
+    failed_epoch: int | None = None
+    failed_step: int | None = None
+
+
+class Reporter(Protocol):
+    """Receives each epoch's metrics; returns True when the trial should stop (pruned)."""
+
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool: ...
+
+
+@lru_cache(maxsize=4)
+def _load(source: str, synthetic: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str):
+    from spp_search import data
+    from spp_search.corruption import CorruptionSpec, corrupt, through_files
+
+    spec = data.SyntheticSpec(**dict(synthetic))
+    images = data.make_synthetic(spec) if source == "synthetic" else data.load_folder(Path(source))
+    damage = CorruptionSpec(**dict(corruption))
+    if damage.active:
+        images = corrupt(images, damage, spec.max_size)
+        if damage.needs_files:
+            images = through_files(images, damage, Path(cache))
+    return data.split(images, val_fraction, seed)
+
+
+def load_trial_data(data_cfg: dict):
+    """Train/val :class:`~spp_search.data.ImageSet` (corrupted as configured); cached per process."""
+    items = lambda key: tuple(sorted(data_cfg.get(key, {}).items()))  # noqa: E731
+    return _load(
+        data_cfg["source"],
+        items("synthetic"),
+        items("corruption"),
+        data_cfg["val_fraction"],
+        data_cfg["split_seed"],
+        data_cfg.get("cache_dir", ".spp_cache"),
+    )
+
+
+def trial_data(data_cfg: dict, factors: dict):
+    """The trial's train/val sets after its channel policy and order (``channels.conform``)."""
+    from spp_search.channels import conform
+
+    bands = data_cfg["synthetic"]["bands"] if data_cfg["source"] == "synthetic" else data_cfg["bands"]
+    policy, order = factors.get("channel_policy", "strict"), factors.get("channel_order", "as_is")
+    return tuple(conform(part, bands, policy, order) for part in load_trial_data(data_cfg))
+
+
+FAULT_STEP = 2
+
+
+def inject_fault(fault: str) -> None:
+    """The ``fault`` factor: fail on purpose at training step ``FAULT_STEP``, to check isolation.
+
+    ``allocate`` grows memory 256 MiB at a time (touched, so resident) up to 4 GiB, then raises
+    ``MemoryError``; a host budget stops it first. ``hang`` sleeps for a day. ``sigkill``,
+    ``sigsegv`` and ``sigfpe`` signal this process. ``raise`` raises ``RuntimeError``.
+    """
+    if fault == "allocate":
+        hoard = []
+        for _ in range(16):
+            hoard.append(np.ones(2**25, dtype=np.float64))
+            time.sleep(0.02)
+        raise MemoryError(f"injected fault: allocated {len(hoard) * 256} MiB")
+    if fault == "hang":
+        time.sleep(86400)
+    if fault in ("sigkill", "sigsegv", "sigfpe"):
+        os.kill(os.getpid(), getattr(signal, fault.upper()))
+    if fault == "raise":
+        raise RuntimeError("injected fault")
+
+
+@dataclass
+class Trained:
+    """What ``_train`` leaves behind: per-epoch history, the model, its data, fit time."""
+
+    history: list = field(default_factory=list)
+    model: object = None
+    train: object = None
+    pipes: object = None
+    seconds: float = 0.0
+    gpu_peak_token: object = None
+
+
+def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) -> None:
+    import keras
+
+    from spp_search.backends import runtime
+    from spp_search.models import BatchLoss, build_trial_model, make_optimizer
+    from spp_search.preprocessing import build_pipelines
+
+    rt = runtime()
+    keras.backend.clear_session(free_memory=True)
+    keras.utils.set_random_seed(spec.seed)
+    keras.mixed_precision.set_global_policy(precision_of(spec.factors))
+    trained.gpu_peak_token = rt.reset_peak_gpu_memory()
+    train, val = trial_data(spec.data, spec.factors)
+    trained.train = train
+    f = spec.factors
+    pipes = build_pipelines(train, val, f, seed=spec.seed)
+    trained.pipes = pipes
+    model = build_trial_model(f, train.images[0].shape[-1], len(train.class_names), pipes.input_size)
+    model.compile(
+        optimizer=make_optimizer(f.get("optimizer", "adam"), float(f["learning_rate"])),
+        loss="sparse_categorical_crossentropy",
+        metrics=[BatchLoss()],
+        # validation batches are padded with zero weights: weighted metrics are exact, Keras'
+        # val_loss is not (it weights each batch's mean by the padded size), so val_loss is "ce"
+        weighted_metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name="ce")],
+        jit_compile=f.get("jit_compile", "auto"),
+    )
+    trained.model = model
+    cb = callback(watch, reporter, f.get("fault", "none"), pipes.train.shape_of, inject_fault)
+    trained.history = cb.history
+    train_inputs, val_inputs, steps, val_steps = rt.inputs(pipes)
+    start = time.perf_counter()
+    model.fit(
+        train_inputs,
+        epochs=spec.epochs,
+        steps_per_epoch=steps,
+        validation_data=val_inputs,
+        validation_steps=val_steps,
+        callbacks=[cb],
+        shuffle=False,  # the pipeline shuffles
+        verbose=0,
+    )
+    trained.seconds = time.perf_counter() - start
+
+
+def precision_of(factors: dict) -> str:
+    """The Keras dtype policy of a trial (``mixed_precision``; ``true`` in old configs = float16)."""
+    value = factors.get("mixed_precision", "float32")
+    if isinstance(value, bool):
+        return "mixed_float16" if value else "float32"
+    return str(value)
+
+
+def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
+    """Train ``spec`` and return its result; never raises for a trial-level failure."""
+    return train_and_keep(spec, reporter)[0]
+
+
+def _peak_gpu(trained: Trained, device: str) -> int | None:
+    if device != "gpu":
+        return None
+    from spp_search.backends import runtime
+
+    return runtime().peak_gpu_memory(trained.gpu_peak_token)
+
+
+def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Trained]:
+    """``run_trial`` that also returns the trained model and its train set (for ``train``)."""
+    watch = Watch(spec.log_every, check_grads=precision_of(spec.factors) != "mixed_float16")
+    trained, error = Trained(), None
+    try:
+        _train(spec, reporter, watch, trained)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a classified outcome
+        error = exc
+    evidence = Evidence(
+        error_type=f"{type(error).__module__}.{type(error).__qualname__}" if error else None,
+        error_message=str(error)[:2000] if error else "",
+        pruned=watch.pruned,
+        nonfinite_step=watch.nonfinite_step,
+        initial_loss=watch.initial_loss,
+        max_loss=watch.max_loss,
+        device=spec.device,
+    )
+    outcome = classify(evidence)
+    failed, history = outcome.failed, trained.history
+    shapes = len(trained.pipes.train.shapes) if trained.pipes is not None else 0
+    result = TrialResult(
+        outcome=outcome,
+        value=history[-1]["val_accuracy"] if history and not failed else None,
+        epochs=history,
+        steps=watch.losses,
+        stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, shapes, _peak_gpu(trained, spec.device)),
+        error_type=evidence.error_type,
+        error_message=evidence.error_message,
+        traceback="".join(traceback.format_exception(error)) if error else None,
+        failed_epoch=watch.epoch if failed else None,
+        failed_step=(watch.nonfinite_step or watch.exploded_step or watch.step) if failed else None,
+    )
+    return result, trained

@@ -1,0 +1,109 @@
+"""Choosing a backend, preparing workers for it, and placing workers on GPUs: no backend imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from spp_search import backends
+from spp_search.cli import make_runners
+from spp_search.config import build_config
+from spp_search.errors import ConfigError
+from spp_search.isolation import Placement
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("requested", "env", "expected"),
+    [
+        ("jax", "tensorflow", "jax"),
+        ("auto", "jax", "jax"),
+        (None, None, "tensorflow"),
+        ("tensorflow", None, "tensorflow"),
+    ],
+)
+def test_resolve_prefers_the_option_then_keras_backend(monkeypatch, requested, env, expected):
+    if env is None:
+        monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("KERAS_BACKEND", env)
+    assert backends.resolve(requested) == expected
+
+
+def test_an_unknown_keras_backend_is_named(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(ConfigError, match="`KERAS_BACKEND` must be one of"):
+        backends.resolve("auto")
+
+
+def test_a_missing_backend_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="pip install 'spp-search\\[jax\\]'"):
+        backends.require("jax")
+
+
+def test_select_refuses_a_second_backend_in_one_process():
+    import keras
+
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    with pytest.raises(ConfigError, match="--isolation process"):
+        backends.select(other)
+
+
+def test_worker_env_for_jax_on_a_gpu_caps_memory_by_fraction(monkeypatch):
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda index=0: 80 * 2**30)
+    env = backends.worker_env("jax", "gpu", gpu="1", gpu_memory_bytes=2 * 2**30)
+    assert env["KERAS_BACKEND"] == "jax" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.0250"
+    cpu = backends.worker_env("jax", "cpu", threads=1, cores="1")
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "-1" and cpu["JAX_PLATFORMS"] == "cpu" and cpu["SPP_SEARCH_CORES"] == "1"
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in backends.worker_env("tensorflow", "gpu", gpu_memory_bytes=2**30)
+
+
+def test_workers_spread_one_per_gpu_and_share_by_budget(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(backends, "gpu_memory_bytes", lambda index=0: 10 * 2**30)
+    config = build_config({"study": {"workers": 4}})
+    runners = make_runners(config, "gpu", gpus=2, backend="jax")
+    assert [r.placement.gpu for r in runners] == ["0", "1", "0", "1"]
+    assert runners[0].budgets.gpu_memory_bytes == int(0.9 * 10 * 2**30 / 2)  # two workers per GPU
+    one_each = make_runners(build_config({}), "gpu", gpus=2, backend="jax")
+    assert [r.placement.gpu for r in one_each] == ["0", "1"] and one_each[0].budgets.gpu_memory_bytes is None
+
+
+def test_cpu_workers_split_the_cores(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    runners = make_runners(build_config({"study": {"workers": 2}}), "cpu", backend="jax")
+    assert [(r.placement.threads, r.placement.cores) for r in runners] == [(2, "0,1"), (2, "2,3")]
+    assert all(isinstance(r.placement, Placement) and r.placement.backend == "jax" for r in runners)
+
+
+def test_commands_that_only_read_results_import_no_backend(tmp_path):
+    """``export-best`` (and so ``report``'s imports) in a fresh process: no Keras, TensorFlow or JAX."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["SPP_SEARCH_LAZY"] = "1"
+        sys.argv = ["study.py"]
+        import optuna
+        from spp_search.cli import main
+        from spp_search.config import build_config
+        from spp_search.engines.optuna_engine import open_study
+        import spp_search.report, spp_search.export  # noqa: F401
+        config = build_config({{"study": {{"name": "s", "storage": "sqlite:///{tmp_path}/o.db"}}}})
+        study = open_study(config)
+        trial = study.ask()
+        trial.set_user_attr("outcome", "ok")
+        trial.set_user_attr("factors", {{"levels": [1, 2]}})
+        study.tell(trial, 0.5)
+        code = main(["export-best", "--study-name", "s", "--storage", "sqlite:///{tmp_path}/o.db",
+                     "--out", "{tmp_path}/best.yaml"])
+        print(code, [m for m in ("keras", "tensorflow", "jax") if m in sys.modules])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stderr[-2000:]
+    assert (tmp_path / "best.yaml").is_file()
