@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 INSTALLED = "SPP_GPU_BENCH_SITE"
@@ -54,15 +56,18 @@ def _environment(backend: str, device: str) -> None:
     os.environ["KERAS_BACKEND"] = backend
     os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "spp-jax-compile"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         os.environ["JAX_PLATFORMS"] = "cpu"
 
 
-def _data(num_images: int, size: int) -> dict:
+def _data(num_images: int, size: int, smallest: int | None = None) -> dict:
     from spp_search.config import build_config
 
-    raw = {"data": {"synthetic": {"num_images": num_images, "min_size": size // 2, "max_size": size}}}
+    low = smallest or size // 2
+    raw = {"data": {"synthetic": {"num_images": num_images, "min_size": low, "max_size": size}}}
     return build_config(raw).data.for_trial()
 
 
@@ -81,15 +86,51 @@ def spp_section(quick: bool, device: str) -> dict:
     """(a) The SPP op benchmark's cases on this device (static shapes: JAX compiles per shape)."""
     from benchmarks import spp_op
 
-    rows = spp_op.measure(quick, repeats=5 if quick else 30, modes=("static",))
+    shapes = [(4, 12, 12, 8), (4, 7, 9, 8)] if quick else None  # quick: the code path, in seconds
+    rows = spp_op.measure(quick, repeats=3 if quick else 20, modes=("static",), shapes=shapes)
     divisible = [r for r in rows if all(d % max(r["levels"]) == 0 for d in r["shape"][1:3])]
     other = [r for r in rows if r not in divisible]
     return {
         "rows": rows,
         "all_exact": all(r["floor_ceil_exact"] for r in rows),
+        "one_hot_product_exact": _precision_probe(),
         "worst_ratio_vs_floor_divisible": max((r["ratio_vs_floor"] for r in divisible), default=None),
         "worst_ratio_vs_floor_any_size": max((r["ratio_vs_floor"] for r in other), default=None),
     }
+
+
+def _precision_probe() -> dict:
+    """Does a one-hot row selection by matrix product return the rows exactly, at the device's
+    default precision and at the precision the layer asks for? (A GPU's TF32 units would round.)"""
+    from keras import ops
+
+    from spp_search.backends import runtime
+    from spp_search.bins import selection_matrix
+
+    x = np.random.default_rng(0).normal(size=(13, 512)).astype("float32")
+    select = selection_matrix(13, 6)
+    exact = select @ x.astype(np.float64)
+    default = ops.convert_to_numpy(ops.matmul(ops.convert_to_tensor(select), ops.convert_to_tensor(x)))
+    chosen = ops.convert_to_numpy(runtime().exact_matmul(ops.convert_to_tensor(select), ops.convert_to_tensor(x)))
+    return {
+        "default_precision_max_error": float(np.abs(default - exact).max()),
+        "layer_precision_max_error": float(np.abs(chosen - exact).max()),
+    }
+
+
+def _host_batch_ms(factors: dict, data: dict) -> float:
+    """Median time to build one training batch on the host (what the device waits for, if longer)."""
+    from spp_search.preprocessing import build_pipelines
+    from spp_search.trial import trial_data
+
+    train, val = trial_data(data, factors)
+    batches = build_pipelines(train, val, factors, seed=0).train
+    times = []
+    for step in range(min(10, len(batches))):
+        start = time.perf_counter()
+        batches._build(0, step)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
 
 
 def _run(factors: dict, data: dict, epochs: int, device: str):
@@ -99,13 +140,16 @@ def _run(factors: dict, data: dict, epochs: int, device: str):
 
 
 def train_step_section(quick: bool, device: str) -> dict:
-    """(e) Median training step of the SPP model and of the same model with a global-pool head."""
-    size, batch = (32, 16) if quick else (128, 128)
-    data = _data(64 if quick else 1024, size)
+    """(e) Median training step of the SPP model and of the same model with a global-pool head,
+    at a fixed size and with bucketed variable sizes of about the same mean pixel count."""
+    low, high, fixed, sides, batch = (16, 32, 24, [20, 28], 16) if quick else (96, 128, 112, [104, 120], 128)
+    data = _data(64 if quick else 1024, high, low)
     out = {}
     for name, levels in (("spp", [1, 2, 4]), ("global_pool", [1])):
         for policy in ("fixed", "variable_bucketed"):
-            factors = _factors(levels=levels, image_size=size, batch_size=batch, input_policy=policy, width=32)
+            factors = _factors(
+                levels=levels, image_size=fixed, batch_size=batch, input_policy=policy, width=32, bucket_sides=sides
+            )
             result = _run(factors, data, 2 if quick else 3, device)
             assert result.outcome.value == "ok", result.error_message
             out[f"{name}_{policy}_step_ms"] = 1000 * result.stats["step_time_median_s"]
@@ -165,6 +209,7 @@ def precision_section(quick: bool, device: str) -> dict:
             "peak_gpu_mb": result.stats.get("peak_gpu_mb"),
             "gpu_busy_percent": busy.mean,
         }
+    out["host_batch_ms"] = _host_batch_ms(_factors(image_size=size, batch_size=batch, width=32), data)
     return out
 
 
@@ -181,7 +226,7 @@ def oom_section(quick: bool, device: str) -> dict:
             "oom_host",
             64,
             64,
-            4096 if quick else 2**14,
+            128 if quick else 2**14,
         )
     data = _data(64, size)
     sequences = []
@@ -216,9 +261,12 @@ def oom_section(quick: bool, device: str) -> dict:
     }
 
 
-def study_section(quick: bool, device: str, backend: str) -> dict:
-    """(b) The default study through the command line, on fresh storages, timed."""
-    trials = 4 if quick else 50
+def study_section(quick: bool, device: str, backend: str, timeout_s: float, workers: int | None = None) -> dict:
+    """(b) The default study through the command line, on fresh storages, timed.
+
+    Stopped after ``timeout_s`` (SIGTERM: trials recorded, runs closed) so that a slow study
+    still leaves the other numbers and how far it got."""
+    trials = 1 if quick else 50
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             sys.executable,
@@ -236,15 +284,31 @@ def study_section(quick: bool, device: str, backend: str) -> dict:
             "--tracking-uri",
             f"sqlite:///{tmp}/m.db",
         ]
+        if workers:
+            cmd += ["--workers", str(workers)]
         config = Path(tmp) / "quick.yaml"
         config.write_text(json.dumps(_quick_config()))
         cmd += ["--config", str(config) if quick else str(ROOT / "experiments" / "default.yaml")]
         start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jax-compile"}  # each study starts cold
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            output, _ = proc.communicate(timeout=60)
         wall = time.perf_counter() - start
-        if done.returncode != 0:
-            return {"trials": trials, "wall_s": wall, "error": done.stderr[-2000:]}
-        return {"trials": trials, "wall_s": wall, "wall_min": wall / 60, **_study_numbers(f"sqlite:///{tmp}/o.db")}
+        numbers = _study_numbers(f"sqlite:///{tmp}/o.db")
+        finished = proc.returncode == 0
+        return {
+            "trials": trials,
+            "workers": workers or "default",
+            "finished": finished,
+            "wall_s": wall,
+            "wall_min": wall / 60 if finished else None,
+            "output_tail": output[-1500:],
+            **numbers,
+        }
 
 
 def _quick_config() -> dict:
@@ -263,11 +327,28 @@ def _study_numbers(storage: str) -> dict:
 
     study = optuna.load_study(study_name="bench-gpu", storage=storage)
     done = counted_trials(study)
+    compile_s = _compile_seconds(storage.replace("/o.db", "/m.db"), done)
     outcomes: dict[str, int] = {}
     for t in done:
         outcomes[outcome_of(t)] = outcomes.get(outcome_of(t), 0) + 1
     ok = [t.value for t in done if outcome_of(t) == "ok"]
-    return {"outcomes": outcomes, "best_val_accuracy": max(ok) if ok else None}
+    return {
+        "trials_done": len(done),
+        "outcomes": outcomes,
+        "best_val_accuracy": max(ok) if ok else None,
+        "compile_s_total": sum(compile_s),
+    }
+
+
+def _compile_seconds(tracking: str, trials) -> list[float]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking)
+    out = []
+    for t in trials:
+        if "mlflow_run_id" in t.user_attrs:
+            out.append(client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics.get("compile_s", 0.0))
+    return out
 
 
 def main() -> None:
@@ -277,7 +358,9 @@ def main() -> None:
     parser.add_argument("--device", choices=("gpu", "cpu"), default="gpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the code path, not speed")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
-    parser.add_argument("--only", default="spp_op,train_step,precision,oom_boundary,study")
+    parser.add_argument("--only", default=None, help="comma-separated sections (default: all; quick: no second study)")
+    parser.add_argument("--study-timeout", type=float, default=150.0, help="seconds before the study is stopped")
+    parser.add_argument("--deadline", type=float, default=285.0, help="seconds for the whole run (studies stop)")
     args = parser.parse_args()
     if args.wheelhouse and not os.environ.get(INSTALLED):
         site = install(args.wheelhouse)
@@ -285,15 +368,22 @@ def main() -> None:
         env = {**os.environ, INSTALLED: str(site), "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
         sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.gpu", *sys.argv[1:]], cwd=ROOT, env=env))
     _environment(args.backend, args.device)
+    begun = time.perf_counter()
+    left = lambda: max(0.0, args.deadline - (time.perf_counter() - begun))  # noqa: E731
     sections = {
         "spp_op": lambda: spp_section(args.quick, args.device),
         "train_step": lambda: train_step_section(args.quick, args.device),
         "precision": lambda: precision_section(args.quick, args.device),
         "oom_boundary": lambda: oom_section(args.quick, args.device),
-        "study": lambda: study_section(args.quick, args.device, args.backend),
+        "study": lambda: study_section(args.quick, args.device, args.backend, min(args.study_timeout, left() - 10)),
+        "study_one_worker": lambda: study_section(args.quick, args.device, args.backend, left(), workers=1),
     }
     results, seconds = {}, {}
-    for name in args.only.split(","):
+    default = "spp_op,train_step,precision,oom_boundary,study" + ("" if args.quick else ",study_one_worker")
+    for name in (args.only or default).split(","):
+        if left() < 15:
+            results[name] = {"skipped": f"less than 15 s left of the {args.deadline:.0f} s deadline"}
+            continue
         start = time.perf_counter()
         print(f"== {name}", flush=True)
         try:
@@ -302,7 +392,7 @@ def main() -> None:
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         seconds[name] = time.perf_counter() - start
         print(json.dumps(results[name], default=str)[:1500], flush=True)
-    _write(args, results, seconds)
+        _write(args, results, seconds)  # after every section: a run cut short keeps what it measured
 
 
 def _write(args, results: dict, seconds: dict) -> None:
@@ -319,7 +409,10 @@ def _write(args, results: dict, seconds: dict) -> None:
     }
     path = args.out / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str))
-    print(f"wrote {path} and {write_table(args.out)}")
+    try:
+        print(f"wrote {path} and {write_table(args.out)}")
+    except Exception as exc:  # noqa: BLE001 - the JSON is written; the table can be rebuilt later
+        print(f"wrote {path}; summary.md failed: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,19 @@ The fixed side is the square root of the images' mean native pixel count, and mu
 its two sides so their mean pixel count is the same; bucketed and padded use native sizes. The
 number of input shapes traced is recorded, for bucketed also with XLA (``jit_compile``).
 
-    python -m benchmarks.pipeline [--epochs 5] [--repeats 3]
+The SPP model's training speed is also compared with the same model with a global-pool head
+(levels ``[1]``) at the fixed size: ``spp_vs_global_pool_step`` is the ratio of their step times.
+
+    python -m benchmarks.pipeline [--epochs 5] [--repeats 3] [--backend tensorflow|jax]
+
+Results: ``benchmarks/results/pipeline.json`` (TensorFlow) or ``pipeline-jax.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 
 from benchmarks.common import write
@@ -32,7 +38,8 @@ def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
             seen.append(metrics)
             return False
 
-    result = run_trial(TrialSpec(0, factors, data, epochs, seed), Keep())
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    result = run_trial(TrialSpec(0, factors, data, epochs, seed, backend=backend), Keep())
     assert result.outcome.value == "ok", result.error_message
     train_images = len(load_trial_data(data)[0])
     timed = seen[1:]
@@ -40,7 +47,8 @@ def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
         "images_per_s": train_images * len(timed) / sum(m["train_epoch_time_s"] for m in timed),
         "val_accuracy": result.value,
         "traced_shapes": result.stats["traced_shapes"],
-        "traces": result.stats["traces"],
+        "compile_s": result.stats["compile_s"],
+        "steady_images_per_s": result.stats["images_per_s"],
     }
 
 
@@ -48,7 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow")
     args = parser.parse_args()
+    os.environ["KERAS_BACKEND"] = args.backend  # before the first trial imports Keras
     data = build_config({"data": {"synthetic": {"num_images": 512}}}).data.for_trial()
     train, _ = load_trial_data(data)
     mean_pixels = float(train.sizes().prod(axis=1).mean())
@@ -61,14 +71,17 @@ def main() -> None:
         "variable_bucketed": {"input_policy": "variable_bucketed", "image_size": side},
         "variable_padded": {"input_policy": "variable_padded", "image_size": side},
         "variable_bucketed_xla": {"input_policy": "variable_bucketed", "image_size": side, "jit_compile": True},
+        "global_pool_fixed": {"input_policy": "fixed", "image_size": side, "levels": (1,)},
     }
+    if args.backend == "jax":  # JAX always compiles with XLA: the XLA row would repeat bucketed
+        cases.pop("variable_bucketed_xla")
     rows = {}
     for name, overrides in cases.items():
         runs = [measure({**base, **overrides}, data, args.epochs, seed) for seed in range(args.repeats)]
         rows[name] = {
             "images_per_s_median": statistics.median(r["images_per_s"] for r in runs),
             "traced_shapes": max(r["traced_shapes"] for r in runs),
-            "traces": max(r["traces"] for r in runs),
+            "compile_s_median": statistics.median(r["compile_s"] for r in runs),
             "runs": runs,
         }
         print(
@@ -77,8 +90,9 @@ def main() -> None:
     fixed = rows["fixed"]["images_per_s_median"]
     ratios = {k: v["images_per_s_median"] / fixed for k, v in rows.items()}
     path = write(
-        "pipeline",
+        "pipeline" if args.backend == "tensorflow" else f"pipeline-{args.backend}",
         {
+            "spp_vs_global_pool_step": rows["global_pool_fixed"]["images_per_s_median"] / fixed,
             "mean_native_pixels": mean_pixels,
             "fixed_side": side,
             "multi_sides": [multi, round(multi * PAPER_RATIO)],
@@ -87,6 +101,8 @@ def main() -> None:
             "policies": rows,
             "ratio_vs_fixed": ratios,
         },
+        backend=args.backend,
+        device="cpu",
     )
     print({k: round(v, 2) for k, v in ratios.items()})
     print(f"wrote {path}")

@@ -81,10 +81,10 @@ def check_exact(levels, pooling, shape) -> bool:
     return bool(np.allclose(got, reference_spp(x, levels, pooling), rtol=1e-5, atol=1e-5))
 
 
-def measure(quick: bool, repeats: int, modes: tuple[str, ...]) -> list[dict]:
+def measure(quick: bool, repeats: int, modes: tuple[str, ...], shapes: list | None = None) -> list[dict]:
     """Every case: milliseconds per variant, exactness and the ratios the targets use."""
     cases = itertools.product(
-        SHAPES[:1] if quick else SHAPES,
+        shapes or (SHAPES[:1] if quick else SHAPES),
         LEVELS[:1] if quick else LEVELS,
         ["max"] if quick else ["max", "avg"],
         modes,

@@ -5,7 +5,9 @@ The driver's resident memory (the study.py process alone, not its trial workers)
 every second; growth = last minute's median minus the median of the first minute after the
 first trial finished.
 
-    python -m benchmarks.study [--trials 50]
+    python -m benchmarks.study [--trials 50] [--backend tensorflow|jax] [--pruners median,none]
+
+Results: ``benchmarks/results/study.json`` (TensorFlow) or ``study-jax.json``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from spp_search.storage import make_storage
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(tmp: Path, trials: int, pruner: str) -> dict:
-    name = f"bench-{pruner}"
+def run(tmp: Path, trials: int, pruner: str, backend: str = "tensorflow") -> dict:
+    name = f"bench-{pruner}-{backend}"
     storage = f"sqlite:///{tmp}/{name}.db"
     cmd = [
         sys.executable,
@@ -42,6 +44,8 @@ def run(tmp: Path, trials: int, pruner: str) -> dict:
         storage,
         "--tracking-uri",
         f"sqlite:///{tmp}/{name}-mlflow.db",
+        "--backend",
+        backend,
     ]
     if pruner == "none":
         config = (ROOT / "experiments" / "default.yaml").read_text().replace("pruner: median", "pruner: none")
@@ -68,8 +72,11 @@ def run(tmp: Path, trials: int, pruner: str) -> dict:
     for t in done:
         outcomes[outcome_of(t)] = outcomes.get(outcome_of(t), 0) + 1
     ok = [t.value for t in done if outcome_of(t) == "ok"]
+    compile_s = [m for m in (_metric(tmp, name, t, "compile_s") for t in done) if m is not None]
     return {
         "pruner": pruner,
+        "backend": backend,
+        "compile_s_total": sum(compile_s),
         "wall_s": wall,
         "trials": len(done),
         "outcomes": outcomes,
@@ -83,19 +90,32 @@ def run(tmp: Path, trials: int, pruner: str) -> dict:
     }
 
 
+def _metric(tmp: Path, name: str, trial, key: str) -> float | None:
+    """A trial's metric from its MLflow run (the study's tracking store)."""
+    from mlflow import MlflowClient
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id is None:
+        return None
+    return MlflowClient(f"sqlite:///{tmp}/{name}-mlflow.db").get_run(run_id).data.metrics.get(key)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--pruners", default="median,none")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(Path(tmp), args.trials, p) for p in args.pruners.split(",")]
+        results = [run(Path(tmp), args.trials, p, args.backend) for p in args.pruners.split(",")]
     for r in results:
         print(
             f"pruner={r['pruner']}: {r['wall_s'] / 60:.1f} min, best {r['best_val_accuracy']}, "
-            f"{r['outcomes']}, driver RSS growth {r['driver_rss_mb']['growth']:.1f} MB"
+            f"{r['outcomes']}, driver RSS growth {r['driver_rss_mb']['growth']:.1f} MB, "
+            f"compile {r['compile_s_total']:.0f} s"
         )
-    print(f"wrote {write('study', {'trials': args.trials, 'runs': results})}")
+    name = "study" if args.backend == "tensorflow" else f"study-{args.backend}"
+    print(f"wrote {write(name, {'trials': args.trials, 'runs': results}, backend=args.backend, device='cpu')}")
 
 
 if __name__ == "__main__":

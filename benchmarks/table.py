@@ -42,13 +42,13 @@ def pipeline_section(data: dict) -> list[str]:
         f"Mean native pixels {data['mean_native_pixels']:.0f}; fixed side {data['fixed_side']}, "
         f"multi-size sides {data['multi_sides']}.",
         "",
-        "| policy | images/s | vs fixed | traced shapes | traces |",
+        "| policy | images/s | vs fixed | traced shapes | compile s |",
         "|---|---|---|---|---|",
     ]
     for name, row in data["policies"].items():
         lines.append(
             f"| {name} | {row['images_per_s_median']:.0f} | {data['ratio_vs_fixed'][name]:.2f} | "
-            f"{row['traced_shapes']:.0f} | {row['traces']:.0f} |"
+            f"{row['traced_shapes']:.0f} | {_num(row.get('compile_s_median'), 1)} |"
         )
     return lines
 
@@ -227,12 +227,14 @@ def gpu_section(data: dict) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for name, r in prec.items():
+            if not isinstance(r, dict):
+                continue
             lines.append(
                 f"| {name} | {_num(r.get('images_per_s'), 0)} | {_num(r.get('step_ms'), 2)} | "
                 f"{_num(r.get('compile_s'), 1)} | {_num(r.get('peak_gpu_mb'), 0)} | "
                 f"{_num(r.get('gpu_busy_percent'), 0)} |"
             )
-        lines.append("")
+        lines += ["", f"Building one training batch on the host: {_num(prec.get('host_batch_ms'), 1)} ms.", ""]
     oom = data.get("oom_boundary") or {}
     if "sequences" in oom:
         runs = [" -> ".join(f"{s['batch_size']}:{s['outcome']}" for s in q["steps"]) for q in oom["sequences"]]
@@ -242,13 +244,16 @@ def gpu_section(data: dict) -> list[str]:
             f"({'; '.join(runs)}).",
             "",
         ]
-    study = data.get("study") or {}
-    if "wall_s" in study:
-        lines += [
-            f"Default study, {study['trials']} trials: {study['wall_s'] / 60:.2f} min, best val accuracy "
-            f"{study.get('best_val_accuracy')}, outcomes {study.get('outcomes') or study.get('error')}.",
-            "",
-        ]
+    for key in ("study", "study_one_worker"):
+        study = data.get(key) or {}
+        if "wall_s" in study:
+            state = "finished" if study.get("finished") else f"stopped after {study.get('trials_done')} trials"
+            lines += [
+                f"Default study, {study['trials']} trials, workers {study.get('workers')}: {state} in "
+                f"{study['wall_s'] / 60:.2f} min, best val accuracy {study.get('best_val_accuracy')}, outcomes "
+                f"{study.get('outcomes')}, compilation {_num(study.get('compile_s_total'), 0)} s over all trials.",
+                "",
+            ]
     return lines
 
 
@@ -298,4 +303,5 @@ def write_table(folder: Path = RESULTS) -> Path:
 
 def _gpu_runs(folder: Path) -> dict[str, dict]:
     """Results of ``benchmarks/gpu.py`` in ``folder`` (the GPU runs, and CPU quick runs)."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("gpu-*.json"))}
+    paths = sorted([*folder.glob("gpu-*.json"), *folder.glob("cpu-quick-*.json")])
+    return {p.stem: json.loads(p.read_text()) for p in paths}

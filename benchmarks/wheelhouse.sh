@@ -30,7 +30,7 @@ NEEDS="keras optuna mlflow-skinny sqlalchemy alembic keras-tuner"
 rm -rf "$out" && mkdir -p "$out"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-python -m pip wheel -q --no-deps -w "$out" .
+python -m pip wheel -q --no-deps -w "$out" . && rm -rf build
 python -m pip download -q --only-binary=:all: --python-version "$python_version" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any \

@@ -138,9 +138,11 @@ def _config(args: argparse.Namespace, overrides: dict):
 def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow") -> list:
     """One trial runner per worker slot: budgeted worker processes, or a single inline runner.
 
-    On GPUs: one worker per GPU by default, each seeing only its own (``CUDA_VISIBLE_DEVICES``).
-    More workers than GPUs share them by budget, never by racing for all of a GPU's memory: without
-    ``--gpu-memory-budget`` each gets 90% of its GPU's memory divided by the workers on it.
+    On GPUs: workers are spread over the GPUs, each seeing only its own (``CUDA_VISIBLE_DEVICES``).
+    By default up to 4 per GPU (one per 2 host cores): a trial of this size is bound by compiling
+    its programs on the host (JAX compiles per input shape), so workers sharing a GPU overlap their
+    compilations. Workers on one GPU share it by budget, never by racing for all of its memory:
+    without ``--gpu-memory-budget`` each gets 90% of its GPU's memory divided by the workers on it.
     On a CPU: ``min(cores, 4)`` workers, each with ``cores // workers`` threads (and cores).
     """
     import os
@@ -159,7 +161,7 @@ def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow"
     )
     cores = os.cpu_count() or 1
     if device == "gpu":
-        workers = s.workers or gpus
+        workers = s.workers or gpus * min(4, max(1, cores // (2 * gpus)))
         visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
         ids = visible or [str(i) for i in range(gpus)]
         per_gpu = -(-workers // len(ids))

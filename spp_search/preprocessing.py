@@ -27,7 +27,9 @@ weights for the same reason. ``backends.runtime().inputs`` hands the batches to 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,15 +145,49 @@ class Batches:
     def __post_init__(self) -> None:
         self._plans: list[list[tuple[int, list[int]]]] = []
         self._stream = self._indices()
+        self._lock = threading.Lock()
+        self._ahead: dict[tuple[int, int], Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def train_batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Training batch ``step`` of ``epoch``: the same for the same seed, whoever asks, in any order."""
+        """Training batch ``step`` of ``epoch``: the same for the same seed, whoever asks, in any order.
+
+        Built ahead: while the device trains on this batch, a thread builds the next two (the NumPy
+        copies release the GIL), so a fast GPU does not wait for the host between steps.
+        """
+        future = self._ahead.pop((epoch, step), None)
+        batch = future.result() if future is not None else self._build(epoch, step)
+        for key in self._following(epoch, step, 2):
+            if key not in self._ahead:
+                self._ahead[key] = self._executor().submit(self._build, *key)
+        return batch
+
+    def close(self) -> None:
+        """Stop building ahead (the end of a trial)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead.clear()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="batches")
+        return self._pool
+
+    def _following(self, epoch: int, step: int, count: int) -> list[tuple[int, int]]:
+        keys = []
+        for _ in range(count):
+            epoch, step = (epoch, step + 1) if step + 1 < len(self) else (epoch + 1, 0)
+            keys.append((epoch, step))
+        return keys
+
+    def _build(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         return self._batch(*self._plan(epoch)[step])
 
     def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
-        while len(self._plans) <= epoch:
-            self._plans.append([next(self._stream) for _ in range(len(self))])
-        return self._plans[epoch]
+        with self._lock:  # the plan is drawn from one generator, whoever asks first
+            while len(self._plans) <= epoch:
+                self._plans.append([next(self._stream) for _ in range(len(self))])
+            return self._plans[epoch]
 
     def shape_of(self, epoch: int, step: int) -> tuple[int, ...]:
         """Shape of training batch ``step`` of ``epoch`` (planned, not built)."""

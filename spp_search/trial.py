@@ -167,16 +167,19 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
     trained.history = cb.history
     train_inputs, val_inputs, steps, val_steps = rt.inputs(pipes)
     start = time.perf_counter()
-    model.fit(
-        train_inputs,
-        epochs=spec.epochs,
-        steps_per_epoch=steps,
-        validation_data=val_inputs,
-        validation_steps=val_steps,
-        callbacks=[cb],
-        shuffle=False,  # the pipeline shuffles
-        verbose=0,
-    )
+    try:
+        model.fit(
+            train_inputs,
+            epochs=spec.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_inputs,
+            validation_steps=val_steps,
+            callbacks=[cb],
+            shuffle=False,  # the pipeline shuffles
+            verbose=0,
+        )
+    finally:
+        pipes.train.close()
     trained.seconds = time.perf_counter() - start
 
 

@@ -72,8 +72,12 @@ def test_workers_spread_one_per_gpu_and_share_by_budget(monkeypatch):
     runners = make_runners(config, "gpu", gpus=2, backend="jax")
     assert [r.placement.gpu for r in runners] == ["0", "1", "0", "1"]
     assert runners[0].budgets.gpu_memory_bytes == int(0.9 * 10 * 2**30 / 2)  # two workers per GPU
+    monkeypatch.setattr("os.cpu_count", lambda: 4)  # one worker per 2 cores: one per GPU here
     one_each = make_runners(build_config({}), "gpu", gpus=2, backend="jax")
     assert [r.placement.gpu for r in one_each] == ["0", "1"] and one_each[0].budgets.gpu_memory_bytes is None
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    shared = make_runners(build_config({}), "gpu", gpus=1, backend="jax")
+    assert len(shared) == 4 and shared[0].budgets.gpu_memory_bytes == int(0.9 * 10 * 2**30 / 4)
 
 
 def test_cpu_workers_split_the_cores(monkeypatch):

@@ -182,7 +182,7 @@ def framework_gpu_count(backend: str, timeout: float = 120.0) -> int:
     """
     import subprocess
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     try:
         done = subprocess.run(
             [sys.executable, "-c", _PROBE[backend]], capture_output=True, text=True, timeout=timeout, env=env

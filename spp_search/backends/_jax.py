@@ -7,6 +7,7 @@ GPU memory cap is set before import (``XLA_PYTHON_CLIENT_MEM_FRACTION``, ``worke
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,12 +16,16 @@ NAME = "jax"
 
 
 def configure(gpu_memory_bytes: int | None) -> None:
-    """After import, before any op: pin a CPU worker to its cores (``SPP_SEARCH_CORES``).
+    """After import, before any op: pin a CPU worker to its cores (``SPP_SEARCH_CORES``), and keep
+    TensorFlow out of the worker.
 
     XLA's CPU client sizes its thread pool from the cores the process may run on, so two
-    workers on two cores each get one instead of both fighting over two. (The GPU cap is an
-    environment variable read at import; nothing to do here.)
+    workers on two cores each get one instead of both fighting over two. Keras'
+    ``set_random_seed`` imports TensorFlow whenever it is installed, only to seed it: ~4.5 s and
+    ~300 MB per worker that a JAX trial never uses, so a JAX worker makes that import fail.
+    (The GPU cap is an environment variable read at import; nothing to do here.)
     """
+    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]  # "not installed" to Keras
     cores = os.environ.get("SPP_SEARCH_CORES")
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
