@@ -261,6 +261,34 @@ def oom_section(quick: bool, device: str) -> dict:
     }
 
 
+def compile_section(quick: bool, device: str) -> dict:
+    """How long one trial of the default study compiles, cold (fresh worker, empty compile cache),
+    with XLA's default GPU autotuning and with autotuning off (``--xla_gpu_autotune_level=0``)."""
+    from spp_search.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial import TrialSpec
+
+    backend = os.environ["KERAS_BACKEND"]
+    data = _data(64 if quick else 512, 96, 32)
+    factors = _factors(levels=[1, 2, 4], batch_size=32, input_policy="fixed", image_size=64)
+    out = {}
+    for label, flags in (("autotune_default", ""), ("autotune_off", "--xla_gpu_autotune_level=0")):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {"XLA_FLAGS": flags, "JAX_COMPILATION_CACHE_DIR": cache}
+            runner = ProcessRunner(Placement(backend, device, extra_env=env), Budgets())
+            try:
+                result = runner.run(TrialSpec(0, factors, data, 2, 0, device, backend=backend), _Quiet())
+            finally:
+                runner.close()
+        out[label] = {
+            "outcome": result.outcome.value,
+            "compile_s": result.stats.get("compile_s"),
+            "step_ms": 1000 * result.stats.get("step_time_median_s", float("nan")),
+            "trial_wall_s": result.stats.get("trial_wall_s"),
+            "train_time_s": result.stats.get("train_time_s"),
+        }
+    return out
+
+
 def study_section(quick: bool, device: str, backend: str, timeout_s: float, workers: int | None = None) -> dict:
     """(b) The default study through the command line, on fresh storages, timed.
 
@@ -291,6 +319,8 @@ def study_section(quick: bool, device: str, backend: str, timeout_s: float, work
         cmd += ["--config", str(config) if quick else str(ROOT / "experiments" / "default.yaml")]
         start = time.perf_counter()
         env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": f"{tmp}/jax-compile"}  # each study starts cold
+        if os.environ.get("SPP_STUDY_XLA_FLAGS") is not None:
+            env["XLA_FLAGS"] = os.environ["SPP_STUDY_XLA_FLAGS"]
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             output, _ = proc.communicate(timeout=timeout_s)
@@ -306,6 +336,7 @@ def study_section(quick: bool, device: str, backend: str, timeout_s: float, work
             "finished": finished,
             "wall_s": wall,
             "wall_min": wall / 60 if finished else None,
+            "xla_flags": env.get("XLA_FLAGS", ""),
             "output_tail": output[-1500:],
             **numbers,
         }
@@ -327,7 +358,8 @@ def _study_numbers(storage: str) -> dict:
 
     study = optuna.load_study(study_name="bench-gpu", storage=storage)
     done = counted_trials(study)
-    compile_s = _compile_seconds(storage.replace("/o.db", "/m.db"), done)
+    per_trial = _trial_metrics(storage.replace("/o.db", "/m.db"), done)
+    compile_s = [m.get("compile_s", 0.0) for m in per_trial]
     outcomes: dict[str, int] = {}
     for t in done:
         outcomes[outcome_of(t)] = outcomes.get(outcome_of(t), 0) + 1
@@ -337,18 +369,21 @@ def _study_numbers(storage: str) -> dict:
         "outcomes": outcomes,
         "best_val_accuracy": max(ok) if ok else None,
         "compile_s_total": sum(compile_s),
+        "per_trial_mean": {
+            key: statistics.mean(m[key] for m in per_trial if key in m) if any(key in m for m in per_trial) else None
+            for key in ("compile_s", "train_time_s", "trial_wall_s", "traced_shapes")
+        },
     }
 
 
-def _compile_seconds(tracking: str, trials) -> list[float]:
+def _trial_metrics(tracking: str, trials) -> list[dict]:
+    """Each finished trial's metrics from its MLflow run."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking)
-    out = []
-    for t in trials:
-        if "mlflow_run_id" in t.user_attrs:
-            out.append(client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics.get("compile_s", 0.0))
-    return out
+    return [
+        client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics for t in trials if "mlflow_run_id" in t.user_attrs
+    ]
 
 
 def main() -> None:
@@ -361,6 +396,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated sections (default: all; quick: no second study)")
     parser.add_argument("--study-timeout", type=float, default=150.0, help="seconds before the study is stopped")
     parser.add_argument("--deadline", type=float, default=285.0, help="seconds for the whole run (studies stop)")
+    parser.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the studies' workers (e.g. autotuning)")
     args = parser.parse_args()
     if args.wheelhouse and not os.environ.get(INSTALLED):
         site = install(args.wheelhouse)
@@ -368,6 +404,8 @@ def main() -> None:
         env = {**os.environ, INSTALLED: str(site), "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
         sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.gpu", *sys.argv[1:]], cwd=ROOT, env=env))
     _environment(args.backend, args.device)
+    if args.xla_flags is not None:
+        os.environ["SPP_STUDY_XLA_FLAGS"] = args.xla_flags
     begun = time.perf_counter()
     left = lambda: max(0.0, args.deadline - (time.perf_counter() - begun))  # noqa: E731
     sections = {
@@ -375,6 +413,7 @@ def main() -> None:
         "train_step": lambda: train_step_section(args.quick, args.device),
         "precision": lambda: precision_section(args.quick, args.device),
         "oom_boundary": lambda: oom_section(args.quick, args.device),
+        "compile": lambda: compile_section(args.quick, args.device),
         "study": lambda: study_section(args.quick, args.device, args.backend, min(args.study_timeout, left() - 10)),
         "study_one_worker": lambda: study_section(args.quick, args.device, args.backend, left(), workers=1),
     }

@@ -60,6 +60,9 @@ def test_worker_env_for_jax_on_a_gpu_caps_memory_by_fraction(monkeypatch):
     env = backends.worker_env("jax", "gpu", gpu="1", gpu_memory_bytes=2 * 2**30)
     assert env["KERAS_BACKEND"] == "jax" and env["CUDA_VISIBLE_DEVICES"] == "1"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.0250"
+    assert "--xla_gpu_autotune_level=0" in env["XLA_FLAGS"]
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_autotune_level=2")
+    assert "XLA_FLAGS" not in backends.worker_env("jax", "gpu")  # the user's own flags, inherited, win
     cpu = backends.worker_env("jax", "cpu", threads=1, cores="1")
     assert cpu["CUDA_VISIBLE_DEVICES"] == "-1" and cpu["JAX_PLATFORMS"] == "cpu" and cpu["SPP_SEARCH_CORES"] == "1"
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in backends.worker_env("tensorflow", "gpu", gpu_memory_bytes=2**30)

@@ -35,6 +35,11 @@ OOM_PATTERNS = {
 }
 
 
+# XLA tries several cuDNN/cuBLAS algorithms per convolution while compiling ("autotuning"); for
+# models this small a trial's compile time dominates it (see benchmarks/results/gpu-jax.json).
+GPU_AUTOTUNE_LEVEL = 0
+
+
 def resolve(requested: str | None) -> str:
     """The backend to train on: ``requested`` (CLI or config), else ``KERAS_BACKEND``, else TensorFlow."""
     name = requested if requested and requested != AUTO else os.environ.get("KERAS_BACKEND") or "tensorflow"
@@ -126,6 +131,8 @@ def worker_env(
 
     * ``KERAS_BACKEND``: read when the worker imports Keras.
     * ``CUDA_VISIBLE_DEVICES``: ``-1`` on the CPU; one GPU per worker (``gpu``) on GPU hosts.
+    * JAX on a GPU: XLA's autotuning off (``--xla_gpu_autotune_level=0``, unless ``XLA_FLAGS``
+      sets it): measured, it is most of a small trial's compile time.
     * JAX: compiled programs cached on disk (``.spp_cache/jax-compile``, or
       ``JAX_COMPILATION_CACHE_DIR``), shared by every worker and study; no preallocation of 75% of
       the GPU; with a budget, ``XLA_PYTHON_CLIENT_MEM_FRACTION``
@@ -152,6 +159,9 @@ def worker_env(
         env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     if backend == "jax" and device == "gpu":
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_autotune_level" not in flags:  # a user's own setting wins
+            env["XLA_FLAGS"] = f"{flags} --xla_gpu_autotune_level={GPU_AUTOTUNE_LEVEL}".strip()
         total = gpu_memory_bytes and gpu_memory_bytes_of(gpu)
         if gpu_memory_bytes and total:
             env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{min(1.0, gpu_memory_bytes / total):.4f}"
