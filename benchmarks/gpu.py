@@ -17,7 +17,12 @@ on ``PYTHONPATH``. It measures, each with the device synchronised (``backends.ru
 (e) ``train_step``: one training step of the SPP model vs the same model with a global-pool head.
 
 It writes ``benchmarks/results/gpu-<backend>.json`` (``cpu-quick-<backend>.json`` for a CPU run)
-under ``--out`` and rebuilds ``summary.md`` there.
+under ``--out`` and rebuilds ``summary.md`` there. A device loan may allow only parts of a run:
+
+    python -m benchmarks.gpu --merge benchmarks/results/gpu-runs/jax-h200-run*.json
+
+rebuilds ``gpu-jax.json`` from the raw files of several runs (later runs win; a study run with
+non-default ``XLA_FLAGS`` is kept under its own name), recording which run each section is from.
 """
 
 from __future__ import annotations
@@ -397,7 +402,11 @@ def main() -> None:
     parser.add_argument("--study-timeout", type=float, default=150.0, help="seconds before the study is stopped")
     parser.add_argument("--deadline", type=float, default=285.0, help="seconds for the whole run (studies stop)")
     parser.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the studies' workers (e.g. autotuning)")
+    parser.add_argument("--merge", nargs="+", type=Path, help="rebuild gpu-<backend>.json from these raw run files")
     args = parser.parse_args()
+    if args.merge:
+        print(f"wrote {merge(args.merge, args.out)}")
+        return
     if args.wheelhouse and not os.environ.get(INSTALLED):
         site = install(args.wheelhouse)
         # the checkout first (its experiments/ and study.py), the wheels for everything it needs
@@ -432,6 +441,28 @@ def main() -> None:
         seconds[name] = time.perf_counter() - start
         print(json.dumps(results[name], default=str)[:1500], flush=True)
         _write(args, results, seconds)  # after every section: a run cut short keeps what it measured
+
+
+def merge(paths: list[Path], out: Path) -> Path:
+    """One results file from several runs' raw files (see the module docstring)."""
+    from benchmarks.table import write_table
+
+    merged: dict = {"sources": {}, "section_seconds": {}}
+    for path in sorted(paths):
+        run = json.loads(path.read_text())
+        for name, section in run.items():
+            if name in ("environment", "quick", "section_seconds"):
+                continue
+            flags = section.get("xla_flags") if isinstance(section, dict) else None
+            key = name if not flags else f"{name} ({flags})"
+            merged[key] = section
+            merged["sources"][key] = f"{path.name} ({run['environment']['when']})"
+            merged["section_seconds"][key] = run["section_seconds"].get(name)
+        merged["environment"], merged["quick"] = run["environment"], run["quick"]
+    target = out / f"gpu-{merged['environment']['backend']}.json"
+    target.write_text(json.dumps(merged, indent=2, default=str))
+    write_table(out)
+    return target
 
 
 def _write(args, results: dict, seconds: dict) -> None:

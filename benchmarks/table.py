@@ -14,7 +14,8 @@ def _load(name: str, folder: Path = RESULTS) -> dict | None:
 
 
 def _ms(v) -> str:
-    return "n/a" if v is None else f"{v:.1f}"
+    """Milliseconds: one decimal, two below 1 ms (GPU timings)."""
+    return "n/a" if v is None else f"{v:.2f}" if v < 1 else f"{v:.1f}"
 
 
 def spp_section(data: dict) -> list[str]:
@@ -244,16 +245,33 @@ def gpu_section(data: dict) -> list[str]:
             f"({'; '.join(runs)}).",
             "",
         ]
-    for key in ("study", "study_one_worker"):
-        study = data.get(key) or {}
-        if "wall_s" in study:
-            state = "finished" if study.get("finished") else f"stopped after {study.get('trials_done')} trials"
-            lines += [
-                f"Default study, {study['trials']} trials, workers {study.get('workers')}: {state} in "
-                f"{study['wall_s'] / 60:.2f} min, best val accuracy {study.get('best_val_accuracy')}, outcomes "
-                f"{study.get('outcomes')}, compilation {_num(study.get('compile_s_total'), 0)} s over all trials.",
-                "",
-            ]
+    compile_probe = data.get("compile") or {}
+    if "autotune_off" in compile_probe:
+        lines += ["| one cold trial of the default study | compile s | step ms | trial wall s |", "|---|---|---|---|"]
+        for name, r in compile_probe.items():
+            lines.append(
+                f"| {name} | {_num(r['compile_s'], 2)} | {_num(r['step_ms'], 2)} | {_num(r['trial_wall_s'], 1)} |"
+            )
+        lines.append("")
+    studies = [(k, v) for k, v in data.items() if k.startswith("study") and isinstance(v, dict) and "wall_s" in v]
+    if studies:
+        lines += [
+            "| study (50 trials, default config) | XLA_FLAGS | workers | state | wall min | trials | "
+            "compile s / trial | trial wall s | best val acc | outcomes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for key, study in studies:
+            mean = study.get("per_trial_mean") or {}
+            state = "finished" if study.get("finished") else f"stopped at {study['wall_s']:.0f} s"
+            lines.append(
+                f"| {key} | {study.get('xla_flags', '') or '(default: autotune off)'} | "
+                f"{study.get('workers')} | {state} | {study['wall_s'] / 60:.2f} | {study.get('trials_done')} | "
+                f"{_num(mean.get('compile_s'), 1)} | "
+                f"{_num(mean.get('trial_wall_s'), 1)} | {study.get('best_val_accuracy')} | {study.get('outcomes')} |"
+            )
+        lines.append("")
+    if data.get("sources"):
+        lines += ["Sections from runs: " + "; ".join(f"{k}: {v}" for k, v in data["sources"].items()) + ".", ""]
     return lines
 
 
