@@ -400,7 +400,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     parser.add_argument("--only", default=None, help="comma-separated sections (default: all; quick: no second study)")
     parser.add_argument("--study-timeout", type=float, default=150.0, help="seconds before the study is stopped")
-    parser.add_argument("--deadline", type=float, default=285.0, help="seconds for the whole run (studies stop)")
+    parser.add_argument("--deadline", type=float, help="seconds for the whole run (default 285; quick 900)")
     parser.add_argument("--xla-flags", default=None, help="XLA_FLAGS for the studies' workers (e.g. autotuning)")
     parser.add_argument("--merge", nargs="+", type=Path, help="rebuild gpu-<backend>.json from these raw run files")
     args = parser.parse_args()
@@ -413,6 +413,7 @@ def main() -> None:
         env = {**os.environ, INSTALLED: str(site), "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
         sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.gpu", *sys.argv[1:]], cwd=ROOT, env=env))
     _environment(args.backend, args.device)
+    args.deadline = args.deadline or (900.0 if args.quick else 285.0)
     if args.xla_flags is not None:
         os.environ["SPP_STUDY_XLA_FLAGS"] = args.xla_flags
     begun = time.perf_counter()

@@ -30,7 +30,7 @@ import math
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -135,7 +135,6 @@ class Batches:
     seed: int
     ladder: tuple[int, ...] | None = None
     alternate: bool = False
-    shapes: set = field(default_factory=set)
 
     def __len__(self) -> int:
         """Training steps per epoch: one pass over the images (as many as a plain epoch)."""
@@ -256,7 +255,6 @@ class Batches:
             x = np.zeros((len(images), height, width, images[0].shape[2]), np.float32)
             for k, im in enumerate(images):
                 x[k, : im.shape[0], : im.shape[1]] = im
-        self.shapes.add(x.shape)
         return x, labels
 
 

@@ -22,6 +22,8 @@ import numpy as np
 
 from spp_search.outcomes import exploded
 
+FAULT_STEP = 2  # the ``fault`` factor fails a trial at this training step
+
 
 @dataclass
 class Watch:
@@ -40,6 +42,7 @@ class Watch:
     grad_norms: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     new_shape_steps: list[int] = field(default_factory=list)  # 0-based steps that met a new shape
+    shapes: set = field(default_factory=set)  # input shapes of the training steps run
     validation_times: list[float] = field(default_factory=list)
     gpu_in_use: list[int] = field(default_factory=list)
 
@@ -82,7 +85,7 @@ class Watch:
         return train + (max(0.0, val[0] - later) if later is not None else 0.0)
 
 
-def stats(watch: Watch, batch_size: int, train_time: float, shapes: int, peak_gpu: int | None) -> dict[str, float]:
+def stats(watch: Watch, batch_size: int, train_time: float, peak_gpu: int | None) -> dict[str, float]:
     """The trial's stability and speed numbers (logged to MLflow as metrics)."""
     norms = np.array([g for g in watch.grad_norms if math.isfinite(g)] or [math.nan])
     first = set(watch.new_shape_steps)
@@ -96,7 +99,7 @@ def stats(watch: Watch, batch_size: int, train_time: float, shapes: int, peak_gp
         "grad_norm_max": float(norms.max()),
         "grad_norm_p95": float(np.percentile(norms, 95)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "traced_shapes": float(shapes),
+        "traced_shapes": float(len(watch.shapes)),
         "compile_s": watch.compile_seconds(),
     }
     if peak_gpu is not None:
@@ -112,7 +115,7 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
     """A Keras callback that feeds ``watch`` every step and ``reporter`` every epoch.
 
     ``shape_of(epoch, step)`` is the shape of a training batch (the pipeline's plan), so a step
-    that met a new shape is known; ``on_fault()`` runs before step 2 (failure injection).
+    that met a new shape is known; ``on_fault(fault)`` runs at step ``FAULT_STEP`` (failure injection).
     """
     import keras
 
@@ -125,7 +128,7 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
         """Stops training on divergence (``watch``) or when the reporter prunes."""
 
         def on_train_begin(self, logs=None):
-            self.norm, self.seen = None, set()  # TensorFlow builds the optimizer at its first step
+            self.norm = None  # TensorFlow builds the optimizer (and its variables) at its first step
 
         def on_epoch_begin(self, epoch, logs=None):
             watch.epoch, self.epoch_start, self.batch_in_epoch = epoch, time.perf_counter(), 0
@@ -134,7 +137,7 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
             self.step_start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            if watch.step + 1 == 2 and fault != "none":
+            if watch.step + 1 == FAULT_STEP and fault != "none":
                 on_fault(fault)
             loss = float(logs["batch_loss"])  # waits for the step (JAX dispatches asynchronously)
             if self.norm is None:
@@ -143,8 +146,8 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
             self.train_end = time.perf_counter()
             shape = shape_of(watch.epoch, self.batch_in_epoch)
             self.batch_in_epoch += 1
-            new = shape not in self.seen
-            self.seen.add(shape)
+            new = shape not in watch.shapes
+            watch.shapes.add(shape)
             if watch.on_step(loss, norm, self.train_end - self.step_start, new):
                 self.model.stop_training = True
 

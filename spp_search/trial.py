@@ -99,11 +99,8 @@ def trial_data(data_cfg: dict, factors: dict):
     return tuple(conform(part, bands, policy, order) for part in load_trial_data(data_cfg))
 
 
-FAULT_STEP = 2
-
-
 def inject_fault(fault: str) -> None:
-    """The ``fault`` factor: fail on purpose at training step ``FAULT_STEP``, to check isolation.
+    """The ``fault`` factor: fail on purpose at training step ``stability.FAULT_STEP``, to check isolation.
 
     ``allocate`` grows memory 256 MiB at a time (touched, so resident) up to 4 GiB, then raises
     ``MemoryError``; a host budget stops it first. ``hang`` sleeps for a day. ``sigkill``,
@@ -223,13 +220,12 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
     )
     outcome = classify(evidence)
     failed, history = outcome.failed, trained.history
-    shapes = len(trained.pipes.train.shapes) if trained.pipes is not None else 0
     result = TrialResult(
         outcome=outcome,
         value=history[-1]["val_accuracy"] if history and not failed else None,
         epochs=history,
         steps=watch.losses,
-        stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, shapes, _peak_gpu(trained, spec.device)),
+        stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, _peak_gpu(trained, spec.device)),
         error_type=evidence.error_type,
         error_message=evidence.error_message,
         traceback="".join(traceback.format_exception(error)) if error else None,

@@ -132,3 +132,27 @@ def test_standardize_centres_the_train_set():
     pipes = build_pipelines(TRAIN, VAL, _factors(input_policy="variable_padded", value_scaling="standardize"), seed=0)
     native = np.concatenate([im.reshape(-1, 3) for im in pipes.train.groups[0]])
     assert abs(float(native.mean())) < 1e-3 and abs(float(native.std()) - 1) < 1e-2
+
+
+def fed_batches(policy: str) -> list[np.ndarray]:
+    """The first training batches and validation batch as this backend's ``fit`` inputs yield them."""
+    from spp_search.backends import runtime
+
+    pipes = build_pipelines(TRAIN, VAL, _factors(input_policy=policy), seed=5)
+    train, val, steps, _ = runtime().inputs(pipes)
+    if steps is None:  # a PyDataset (JAX): batches by index, epoch by epoch
+        first = [train[i] for i in range(2)]
+        return [np.asarray(first[0][0]), np.asarray(first[1][1]), np.asarray(val[0][0]), np.asarray(val[0][2])]
+    it, val_batch = iter(train), next(iter(val))
+    first = [next(it) for _ in range(2)]
+    return [first[0][0].numpy(), first[1][1].numpy(), val_batch[0].numpy(), val_batch[2].numpy()]
+
+
+@pytest.mark.parametrize("policy", ["fixed", "variable_bucketed"])
+def test_every_backend_is_fed_the_same_batches(policy):
+    from tests.backends import BACKENDS, on
+
+    fed = {backend: on(backend, fed_batches, policy) for backend in BACKENDS}
+    for arrays in fed.values():
+        for got, expected in zip(arrays, fed[BACKENDS[0]], strict=True):
+            np.testing.assert_array_equal(got, expected)
