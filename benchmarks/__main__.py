@@ -2,6 +2,7 @@
 
 python -m benchmarks            # all (about 20 minutes on 2 CPU cores)
 python -m benchmarks --only spp_op,pipeline
+python -m benchmarks --backend jax   # the per-backend ones (spp_op, pipeline, study) on JAX
 python -m benchmarks --table    # only rebuild the markdown table from the JSON files
 """
 
@@ -13,19 +14,25 @@ import sys
 
 from benchmarks.table import write_table
 
-ALL = ["spp_op", "pipeline", "overhead", "study", "sampler_feedback"]
+ALL = ["spp_op", "pipeline", "overhead", "study", "sampler_feedback", "startup"]
+PER_BACKEND = ("spp_op", "pipeline", "study")  # these take --backend (results: <name>-jax.json)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {ALL}")
     parser.add_argument("--table", action="store_true", help="only rebuild summary.md")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow")
     args = parser.parse_args()
     if not args.table:
         for name in args.only.split(","):
+            if args.backend != "tensorflow" and name not in PER_BACKEND:
+                continue  # the other benchmarks measure the engine, not the backend
             print(f"== {name}", flush=True)
             module = importlib.import_module(f"benchmarks.{name}")
-            sys.argv = [name]
+            sys.argv = [name, "--backend", args.backend] if name in PER_BACKEND else [name]
+            if name == "study" and args.backend != "tensorflow":
+                sys.argv += ["--pruners", "median"]  # JAX on a CPU is slow: the default study only
             module.main()
     print(f"wrote {write_table()}")
 

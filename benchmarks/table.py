@@ -161,6 +161,9 @@ def targets_section(results: dict, gpu_runs: dict | None = None) -> list[str]:
     rows.append(
         _check("driver memory growth over the study (MB)", pruned["driver_rss_mb"]["growth"] if pruned else None, 50)
     )
+    start = results.get("startup")
+    rows.append(_check("export-best start-up (s)", start["export_best_s_median"] if start else None, 2.0))
+    rows.append(_check("report start-up, its imports (s)", start["report_imports_s_median"] if start else None, 2.0))
     rows += _backend_targets(results, gpu_runs or {})
     lines = ["## Targets", "", "| target | measured | target | |", "|---|---|---|---|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
@@ -290,12 +293,24 @@ def _footer(env: dict) -> str:
     )
 
 
+def startup_section(data: dict) -> list[str]:
+    return [
+        "## Start-up of the commands that only read results (median of fresh processes)",
+        "",
+        "| command | seconds | backends imported |",
+        "|---|---|---|",
+        f"| export-best (whole command) | {data['export_best_s_median']:.2f} | {data['backends_imported']} |",
+        f"| report (its imports) | {data['report_imports_s_median']:.2f} | {data['backends_imported']} |",
+    ]
+
+
 SECTIONS = {
     "spp_op": spp_section,
     "pipeline": pipeline_section,
     "overhead": overhead_section,
     "study": study_section,
     "sampler_feedback": feedback_section,
+    "startup": startup_section,
 }
 
 
