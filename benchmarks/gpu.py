@@ -22,7 +22,8 @@ under ``--out`` and rebuilds ``summary.md`` there. A device loan may allow only 
     python -m benchmarks.gpu --merge benchmarks/results/gpu-runs/jax-h200-run*.json
 
 rebuilds ``gpu-jax.json`` from the raw files of several runs (later runs win; a study run with
-non-default ``XLA_FLAGS`` is kept under its own name), recording which run each section is from.
+non-default ``XLA_FLAGS`` is kept under its own name), recording which run each section is from
+and the ``notes.json`` beside them (what a reader must know about those runs).
 """
 
 from __future__ import annotations
@@ -460,6 +461,8 @@ def merge(paths: list[Path], out: Path) -> Path:
             merged["sources"][key] = f"{path.name} ({run['environment']['when']})"
             merged["section_seconds"][key] = run["section_seconds"].get(name)
         merged["environment"], merged["quick"] = run["environment"], run["quick"]
+    notes = sorted({p.parent / "notes.json" for p in paths})
+    merged["notes"] = [line for n in notes if n.is_file() for line in json.loads(n.read_text())]
     target = out / f"gpu-{merged['environment']['backend']}.json"
     target.write_text(json.dumps(merged, indent=2, default=str))
     write_table(out)

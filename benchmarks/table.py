@@ -275,6 +275,7 @@ def gpu_section(data: dict) -> list[str]:
         lines.append("")
     if data.get("sources"):
         lines += ["Sections from runs: " + "; ".join(f"{k}: {v}" for k, v in data["sources"].items()) + ".", ""]
+    lines += [f"Note: {note}" for note in data.get("notes") or []]
     return lines
 
 

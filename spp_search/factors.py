@@ -65,7 +65,8 @@ def flag(name: str, value: object) -> object:
 
 
 def jit_choice(name: str, value: object) -> object:
-    """``auto`` (Keras decides: JAX always compiles with XLA, TensorFlow on GPUs), true or false."""
+    """``auto`` (Keras decides: JAX always compiles with XLA, TensorFlow on GPUs), true or false
+    (under JAX, false runs each training step eagerly, op by op)."""
     if value not in JIT_COMPILE or (value != "auto" and not isinstance(value, bool)):
         raise ConfigError(must(name, "be auto, true or false", value, "Write auto, true or false."))
     return value

@@ -103,6 +103,11 @@ def test_missing_and_broken_files(tmp_path):
         load_config(broken)
 
 
+def test_default_experiment_lets_keras_compile_the_step():
+    """``jit_compile: false`` would run every JAX trial eagerly, op by op (it did, once)."""
+    assert load_config(ROOT / "experiments" / "default.yaml").defaults["jit_compile"] == "auto"
+
+
 def test_old_boolean_mixed_precision_means_float16():
     assert build_config({"defaults": {"mixed_precision": True}}).defaults["mixed_precision"] == "mixed_float16"
     assert build_config({"defaults": {"mixed_precision": False}}).defaults["mixed_precision"] == "float32"
