@@ -14,7 +14,7 @@ import sys
 
 from benchmarks.table import write_table
 
-ALL = ["spp_op", "pipeline", "overhead", "study", "sampler_feedback", "startup"]
+ALL = ["spp_op", "spp_port", "pipeline", "overhead", "study", "study_port", "sampler_feedback", "startup"]
 PER_BACKEND = ("spp_op", "pipeline", "study")  # these take --backend (results: <name>-jax.json)
 
 

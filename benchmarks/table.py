@@ -161,6 +161,10 @@ def targets_section(results: dict, gpu_runs: dict | None = None) -> list[str]:
     rows.append(
         _check("driver memory growth over the study (MB)", pruned["driver_rss_mb"]["growth"] if pruned else None, 50)
     )
+    port = results.get("spp_port")
+    rows.append(
+        _check("CPU TensorFlow: keras.ops SPP / the layer it replaced (median)", port and port["median_ratio"], 1.1)
+    )
     start = results.get("startup")
     rows.append(_check("export-best start-up (s)", start["export_best_s_median"] if start else None, 2.0))
     rows.append(_check("report start-up, its imports (s)", start["report_imports_s_median"] if start else None, 2.0))
@@ -172,7 +176,14 @@ def targets_section(results: dict, gpu_runs: dict | None = None) -> list[str]:
 def _backend_targets(results: dict, gpu_runs: dict) -> list[list[str]]:
     """The targets of the backends issue: CPU per backend, and the GPU run (JAX)."""
     rows = []
+    port = results.get("study_port")
+    ratio = port["ratio_now_vs_before"] if port else None
+    rows.append(_check("CPU TensorFlow: default 50-trial study, now / before the port (side by side)", ratio, 1.0))
     for suffix, label in (("", "TensorFlow"), ("-jax", "JAX")):
+        if suffix:
+            study = results.get("study" + suffix)
+            pruned = next((r for r in study["runs"] if r["pruner"] != "none"), None) if study else None
+            rows.append(_check(f"CPU {label}: default 50-trial study (minutes)", pruned and pruned["wall_s"] / 60, 10))
         pipe = results.get("pipeline" + suffix)
         head = (pipe or {}).get("spp_vs_global_pool_step")
         rows.append(_check(f"CPU {label}: SPP train step / global-pool head", head, 1.10))
@@ -294,6 +305,33 @@ def _footer(env: dict) -> str:
     )
 
 
+def port_section(data: dict) -> list[str]:
+    lines = [
+        f"## SPP layer: keras.ops port vs the TensorFlow layer it replaced (git {data['before']}), side by side",
+        "",
+        "| shape | levels | pool | shapes | before ms | keras.ops ms | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {tuple(r['shape'])} | {tuple(r['levels'])} | {r['pooling']} | {r['mode']} | {r['old_ms']:.2f} | "
+            f"{r['new_ms']:.2f} | {r['ratio_new_vs_old']:.2f} |"
+        )
+    return [*lines, "", f"Median ratio {data['median_ratio']:.2f}, worst {data['worst_ratio']:.2f}."]
+
+
+def study_port_section(data: dict) -> list[str]:
+    runs = data["runs"]
+    order = " / ".join(f"{k} {r['wall_s'] / 60:.2f}" for k in ("before", "now") for r in runs[k])
+    return [
+        f"## Default study on TensorFlow: now vs before the backends port (git {data['before']}), side by side",
+        "",
+        f"Median wall time now {data['wall_s_median']['now'] / 60:.2f} min, before "
+        f"{data['wall_s_median']['before'] / 60:.2f} min: ratio **{data['ratio_now_vs_before']:.2f}** "
+        f"(runs, minutes: {order}).",
+    ]
+
+
 def startup_section(data: dict) -> list[str]:
     return [
         "## Start-up of the commands that only read results (median of fresh processes)",
@@ -312,6 +350,8 @@ SECTIONS = {
     "study": study_section,
     "sampler_feedback": feedback_section,
     "startup": startup_section,
+    "spp_port": port_section,
+    "study_port": study_port_section,
 }
 
 
@@ -319,7 +359,8 @@ def write_table(folder: Path = RESULTS) -> Path:
     """``summary.md`` in ``folder`` from every result file there: targets first, then one section
     per benchmark (per backend where one ran on several), then the GPU runs."""
     lines = ["# Benchmark results", ""]
-    lines += targets_section({name: _load(name, folder) for name in SECTIONS}, _gpu_runs(folder))
+    results = {name + suffix: _load(name + suffix, folder) for name in SECTIONS for suffix in ("", "-jax")}
+    lines += targets_section(results, _gpu_runs(folder))
     for name, section in SECTIONS.items():
         for suffix, label in (("", ""), ("-jax", " (JAX)")):
             data = _load(name + suffix, folder)

@@ -1,16 +1,18 @@
 """Where a trial runs: in a worker process (default) or inline (debugging).
 
 A :class:`ProcessRunner` owns one worker process, started with ``spawn`` (never fork a process
-that has imported TensorFlow). The driver sends it a :class:`TrialSpec` and reads epoch reports
-and a result over a pipe, answering each epoch with the pruner's verdict. While waiting, it polls:
+that has imported a deep learning backend). The driver sends it a :class:`TrialSpec` and reads
+epoch reports and a result over a pipe, answering each epoch with the pruner's verdict. While
+waiting, it polls:
 
 * the worker's resident memory (with its children) against ``host_memory_budget``: past it, the
   worker is killed and the trial is ``oom_host``;
 * the wall time against ``trial_timeout``: past it, killed, ``timeout``;
 * the worker's liveness: a negative exit code is a signal (SIGKILL, SIGSEGV, SIGFPE): ``crash``.
 
-A healthy worker runs the next trial (saving TensorFlow's ~5 s start-up); ``trial.run_trial``
-clears the Keras session and reseeds every generator first, so nothing leaks between trials. A
+A healthy worker runs the next trial (saving the backend's start-up: TensorFlow ~5 s, JAX ~2 s,
+and JAX's compiled programs); ``trial.run_trial`` clears the Keras session and reseeds every
+generator first, so nothing leaks between trials. A
 worker that failed hard (crash, timeout, out of memory) is replaced, and the replacement starts
 right away so its start-up overlaps the driver's bookkeeping.
 
