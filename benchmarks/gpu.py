@@ -124,6 +124,12 @@ def _precision_probe() -> dict:
     }
 
 
+def _numbers(result, *stats: str) -> dict:
+    """A trial's outcome, median step in ms and the named stats."""
+    step_ms = 1000 * result.stats.get("step_time_median_s", float("nan"))
+    return {"outcome": result.outcome.value, "step_ms": step_ms, **{k: result.stats.get(k) for k in stats}}
+
+
 def _host_batch_ms(factors: dict, data: dict) -> float:
     """Median time to build one training batch on the host (what the device waits for, if longer)."""
     from spp_search.preprocessing import build_pipelines
@@ -207,14 +213,7 @@ def precision_section(quick: bool, device: str) -> dict:
         factors = _factors(image_size=size, batch_size=batch, width=32, mixed_precision=policy)
         with _Busy() as busy:
             result = _run(factors, data, epochs, device)
-        out[policy] = {
-            "outcome": result.outcome.value,
-            "images_per_s": result.stats.get("images_per_s"),
-            "step_ms": 1000 * result.stats.get("step_time_median_s", float("nan")),
-            "compile_s": result.stats.get("compile_s"),
-            "peak_gpu_mb": result.stats.get("peak_gpu_mb"),
-            "gpu_busy_percent": busy.mean,
-        }
+        out[policy] = {**_numbers(result, "images_per_s", "compile_s", "peak_gpu_mb"), "gpu_busy_percent": busy.mean}
     out["host_batch_ms"] = _host_batch_ms(_factors(image_size=size, batch_size=batch, width=32), data)
     return out
 
@@ -285,13 +284,7 @@ def compile_section(quick: bool, device: str) -> dict:
                 result = runner.run(TrialSpec(0, factors, data, 2, 0, device, backend=backend), _Quiet())
             finally:
                 runner.close()
-        out[label] = {
-            "outcome": result.outcome.value,
-            "compile_s": result.stats.get("compile_s"),
-            "step_ms": 1000 * result.stats.get("step_time_median_s", float("nan")),
-            "trial_wall_s": result.stats.get("trial_wall_s"),
-            "train_time_s": result.stats.get("train_time_s"),
-        }
+        out[label] = _numbers(result, "compile_s", "trial_wall_s", "train_time_s")
     return out
 
 

@@ -133,9 +133,11 @@ class Trained:
 
 
 def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) -> None:
+    from spp_search.backends import runtime, select
+
+    select(spec.backend)  # this process's Keras runs on it, or the trial is a config error
     import keras
 
-    from spp_search.backends import runtime
     from spp_search.models import BatchLoss, build_trial_model, make_optimizer
     from spp_search.preprocessing import build_pipelines
 

@@ -28,7 +28,9 @@ class Recorder:
 
 def _spec(**factors) -> TrialSpec:
     f = {**default_factors(), "image_size": 24, "width": 4, "dense_units": 8, "batch_size": 8, **factors}
-    return TrialSpec(number=0, factors=f, data=DATA, epochs=2, seed=1, log_every=2)
+    import keras
+
+    return TrialSpec(number=0, factors=f, data=DATA, epochs=2, seed=1, log_every=2, backend=keras.backend.backend())
 
 
 def trial_on_this_backend(**factors) -> tuple:
@@ -94,6 +96,16 @@ def test_huge_learning_rate_diverges_and_stops_at_that_step():
     assert result.outcome.diverged, (result.outcome, result.steps)
     assert result.failed_step is not None and result.stats["steps"] == result.failed_step
     assert result.value is None
+
+
+def test_a_trial_for_another_backend_than_the_process_runs_is_a_config_error():
+    import dataclasses
+
+    import keras
+
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    result = run_trial(dataclasses.replace(_spec(), backend=other), Recorder())
+    assert result.outcome is Outcome.CONFIG_ERROR and "--isolation process" in result.error_message
 
 
 def test_an_exception_ends_the_trial_with_its_type_and_traceback():
