@@ -26,7 +26,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="experiment YAML (default: experiments/default.yaml if present)",
     )
     parser.add_argument("--study-name", help="Optuna study and MLflow experiment name")
-    parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///optuna.db)")
+    parser.add_argument(
+        "--storage",
+        help="Optuna storage URL (default sqlite:///optuna.db; or SPP_SEARCH_STORAGE, SPP_SEARCH_STORAGE_FILE)",
+    )
 
 
 def _run_options(run: argparse.ArgumentParser) -> None:
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.set_defaults(handler=cmd_ablate)
     worker = sub.add_parser("worker", help="join a running study (e.g. from another machine) until its total")
     worker.add_argument("--study-name", required=True, help="the study to join")
-    worker.add_argument("--storage", required=True, help="its Optuna storage URL")
+    worker.add_argument("--storage", help="its Optuna storage URL (or SPP_SEARCH_STORAGE[_FILE])")
     worker.add_argument("--tracking-uri", help="MLflow tracking URI (default: the study's, if it holds no secret)")
     _worker_options(worker)
     worker.set_defaults(handler=cmd_worker)
@@ -336,6 +339,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+STORAGE_ENV, STORAGE_FILE_ENV, TRACKING_ENV = "SPP_SEARCH_STORAGE", "SPP_SEARCH_STORAGE_FILE", "MLFLOW_TRACKING_URI"
+
+
+def _urls_from_environment(args: argparse.Namespace) -> None:
+    """``--storage`` and ``--tracking-uri`` from the environment when not given, so that a password
+    need not sit on a command line (visible in ``ps``). Precedence: option, environment, config.
+
+    ``SPP_SEARCH_STORAGE`` holds the storage URL, or ``SPP_SEARCH_STORAGE_FILE`` a file holding it
+    (a mounted secret); ``MLFLOW_TRACKING_URI`` is MLflow's own variable.
+    """
+    import os
+
+    if hasattr(args, "storage") and not args.storage:
+        args.storage = os.environ.get(STORAGE_ENV) or _read_secret_file(os.environ.get(STORAGE_FILE_ENV))
+    if hasattr(args, "tracking_uri") and not args.tracking_uri:
+        args.tracking_uri = os.environ.get(TRACKING_ENV) or None
+    if args.command == "worker" and not args.storage:
+        fix = f"Pass --storage, or set {STORAGE_ENV} or {STORAGE_FILE_ENV}."
+        raise ConfigError(must("storage", "be given to join a study", None, fix))
+
+
+def _read_secret_file(path: str | None) -> str | None:
+    """The first line of ``path`` (a storage URL kept in a file); the error names the path only."""
+    if not path:
+        return None
+    try:
+        url = Path(path).read_text().strip().splitlines()[0].strip()
+    except (OSError, IndexError):
+        url = ""
+    if not url:
+        fix = "Point it at a readable file whose first line is the storage URL."
+        raise ConfigError(must(STORAGE_FILE_ENV, "name a readable file holding a URL", path, fix))
+    return url
+
+
 def _quiet_libraries() -> None:
     """Keep the console for trial outcomes: MLflow and Optuna log INFO lines otherwise."""
     import logging
@@ -351,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    try:
+        _urls_from_environment(args)
+    except ConfigError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     stopped_by = _stop_on_sigterm()
     try:

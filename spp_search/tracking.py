@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from spp_search.factors import param_text
-from spp_search.redaction import redact
+from spp_search.redaction import redact, redact_cut
 from spp_search.storage import with_retries
 from spp_search.trial import TrialResult
 
@@ -96,7 +96,7 @@ class Tracker:
         self._log_metrics(run_id, metrics)
         all_tags = {"outcome": result.outcome.value, **tags}
         if result.error_type:
-            all_tags.update(error_type=result.error_type, error_message=redact(result.error_message[:500]))
+            all_tags.update(error_type=result.error_type, error_message=redact_cut(result.error_message, 500))
         for key, value in (("failed_epoch", result.failed_epoch), ("failed_step", result.failed_step)):
             if value is not None:
                 all_tags[key] = str(value)

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from spp_search.outcomes import Evidence, Outcome, classify
+from spp_search.redaction import redact, redact_cut
 from spp_search.stability import Watch, callback, stats
 
 
@@ -213,7 +214,7 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
         error = exc
     evidence = Evidence(
         error_type=f"{type(error).__module__}.{type(error).__qualname__}" if error else None,
-        error_message=str(error)[:2000] if error else "",
+        error_message=redact_cut(str(error), 2000) if error else "",
         pruned=watch.pruned,
         nonfinite_step=watch.nonfinite_step,
         initial_loss=watch.initial_loss,
@@ -230,7 +231,7 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
         stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, _peak_gpu(trained, spec.device)),
         error_type=evidence.error_type,
         error_message=evidence.error_message,
-        traceback="".join(traceback.format_exception(error)) if error else None,
+        traceback=redact("".join(traceback.format_exception(error))) if error else None,
         failed_epoch=watch.epoch if failed else None,
         failed_step=(watch.nonfinite_step or watch.exploded_step or watch.step) if failed else None,
     )

@@ -32,7 +32,7 @@ from spp_search.engines import budget
 from spp_search.engines.optuna_engine import StudySummary, close_study, describe, open_study
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress
-from spp_search.redaction import redact
+from spp_search.redaction import redact_cut
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
@@ -122,7 +122,7 @@ class SppTuner(kt.Tuner):
             return {"val_accuracy": float(result.value)}
         if result.outcome.diverged:
             return {"val_accuracy": 0.0}
-        message = f"{result.outcome.value}: {redact(result.error_message[:300])}"
+        message = f"{result.outcome.value}: {redact_cut(result.error_message, 300)}"
         if result.outcome is Outcome.CONFIG_ERROR:
             raise kt.errors.FatalError(message)
         if result.outcome.deterministic:
@@ -142,7 +142,7 @@ class SppTuner(kt.Tuner):
         if trial_id in self.last_record:
             attrs[budget.RETRY_OF] = self.last_record[trial_id]
         if result.error_type:
-            attrs.update(error_type=result.error_type, error_message=redact(result.error_message[:500]))
+            attrs.update(error_type=result.error_type, error_message=redact_cut(result.error_message, 500))
         ok = result.outcome is Outcome.OK
         state = TrialState.COMPLETE if ok else TrialState.PRUNED if result.outcome.diverged else TrialState.FAIL
         dists = {p.name: p.distribution() for p in self.config.space.params if p.name in params}

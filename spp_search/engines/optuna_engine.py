@@ -48,7 +48,7 @@ from spp_search.errors import ConfigError, must
 from spp_search.factors import param_text
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
-from spp_search.redaction import redact
+from spp_search.redaction import redact, redact_cut
 from spp_search.storage import HEARTBEAT_S, make_storage, with_retries
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
@@ -145,7 +145,7 @@ def tell(
         if getattr(result, key) is not None:
             trial.set_user_attr(key, getattr(result, key))
     if result.error_message:
-        trial.set_user_attr("error_message", redact(result.error_message[:500]))
+        trial.set_user_attr("error_message", redact_cut(result.error_message, 500))
     if result.outcome is Outcome.OK:
         return study.tell(trial, result.value)
     if result.outcome is Outcome.PRUNED:
