@@ -380,6 +380,10 @@ def _quiet_libraries() -> None:
     import os
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    # MLflow's own HTTP retries (7, backoff factor 2) would keep a run waiting for minutes on an
+    # unreachable server; our retries (storage.with_retries: 1, 2, 4, 8 s) report it in one line
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     logging.getLogger("optuna").setLevel(logging.WARNING)
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from spp_search.backends import AUTO, BACKENDS
+from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.corruption import CorruptionSpec
 from spp_search.data import SyntheticSpec, class_folders
 from spp_search.errors import ConfigError, must
@@ -49,7 +51,7 @@ def parse_bytes(name: str, text: str) -> int | None:
         value = float(number) * UNITS[unit]
     except (ValueError, KeyError):
         value = -1
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ConfigError(must(name, "be a size like 4GiB or 512MiB, or none", text, "Fix the value."))
     return int(value)
 
@@ -59,9 +61,9 @@ class StudySettings:
     """How the study runs. ``trials`` is the study's total, not this invocation's."""
 
     name: str = "spp-default"
-    trials: int = 50
-    seed: int = 0
-    epochs: int = 3
+    trials: int = numeric(50, 1, None, "Use e.g. 50 trials.")
+    seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
+    epochs: int = numeric(3, 1, None, "Use e.g. 3 epochs.")
     sampler: str = "tpe"
     pruner: str = "median"
     storage: str = "sqlite:///optuna.db"
@@ -70,21 +72,19 @@ class StudySettings:
     isolation: str = "process"
     host_memory_budget: str = "none"
     gpu_memory_budget: str = "none"
-    trial_timeout: float = 1800.0
-    max_retries: int = 2
-    workers: int = 0
+    trial_timeout: float = numeric(1800.0, 0, None, "Use seconds, e.g. 1800 (0 = off).")
+    max_retries: int = numeric(2, 0, None, "E.g. 2 (0 = no retries).")
+    workers: int = numeric(0, 0, None, "Use 0 (auto) or a positive count.")
     failure_feedback: bool = True
     engine: str = "optuna"
     tuner: str = "bayesian"
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         parse_bytes("host_memory_budget", self.host_memory_budget)
         parse_bytes("gpu_memory_budget", self.gpu_memory_budget)
-        if self.trial_timeout < 0 or self.max_retries < 0:
-            bad = "trial_timeout" if self.trial_timeout < 0 else "max_retries"
-            raise ConfigError(must(bad, "be >= 0 (0 = off)", getattr(self, bad), "E.g. 1800 and 2."))
-        if self.workers < 0 or (self.isolation == "inline" and self.workers > 1):
+        if self.isolation == "inline" and self.workers > 1:
             raise ConfigError(
                 must(
                     "workers",
@@ -114,9 +114,6 @@ class StudySettings:
         for name, options in checks:
             if getattr(self, name) not in options:
                 raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
-        for name in ("trials", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(must(name, "be at least 1", getattr(self, name), "Use e.g. 50 trials, 3 epochs."))
         if not self.name or "/" in self.name:
             raise ConfigError(must("study-name", "be non-empty without '/'", self.name, "E.g. spp-default."))
 
@@ -127,14 +124,16 @@ class DataSettings:
 
     source: str = "synthetic"
     val_fraction: float = 0.25
-    split_seed: int = 0
-    bands: int = 3
+    split_seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
+    bands: int = numeric(3, 1, None, "Use 3 for RGB.")
     cache_dir: str = ".spp_cache"
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
+        check_numbers(self)
+        ok = isinstance(self.val_fraction, float) and math.isfinite(self.val_fraction)
+        if not ok or not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(must("val_fraction", "be between 0 and 1", self.val_fraction, "Use 0.25."))
         if self.source != "synthetic":
             class_folders(Path(self.source))  # fails now, not in the first trial

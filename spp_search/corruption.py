@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.data import ImageSet, load_folder, write_folder
 from spp_search.errors import ConfigError, must
 
@@ -52,12 +53,13 @@ class CorruptionSpec:
     swapped_channels: float = 0.0
     odd_sizes: float = 0.0
     unreadable: float = 0.0
-    seed: int = 0
+    seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         rates = {k: getattr(self, k) for k in KINDS}
         for kind, rate in rates.items():
-            if not 0.0 <= rate <= 1.0:
+            if isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
                 raise ConfigError(must(kind, "be a rate in [0, 1]", rate, "E.g. 0.05."))
         if sum(rates.values()) > 1.0:
             raise ConfigError(must("corruption", "have rates summing to at most 1", rates, "Lower them."))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.errors import ConfigError, DataError, must
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -76,16 +77,17 @@ class ImageSet:
 class SyntheticSpec:
     """How the built-in data are generated; every field is a key of the config's ``data``."""
 
-    num_images: int = 768
-    num_classes: int = 4
-    min_size: int = 32
-    max_size: int = 96
-    bands: int = 3
-    noise: float = 30.0
-    contrast: float = 90.0
-    seed: int = 0
+    num_images: int = numeric(768, 1, None, "Use 768.")
+    num_classes: int = numeric(4, 2, None, "Use 4.")
+    min_size: int = numeric(32, 4, None, "E.g. 32 and 96.")
+    max_size: int = numeric(96, 4, None, "E.g. 32 and 96.")
+    bands: int = numeric(3, 1, None, "Use 3 for RGB.")
+    noise: float = numeric(30.0, 0, None, "Use e.g. 30.")
+    contrast: float = numeric(90.0, None, None, "Use e.g. 90.")
+    seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.num_classes < 2:
             raise ConfigError(must("num_classes", "be at least 2", self.num_classes, "Use 4."))
         if self.bands < 1:
