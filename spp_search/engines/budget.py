@@ -13,7 +13,8 @@ takes its place. The budget is then: counted = finished trials not superseded; l
 any state not superseded; the run command enqueues ``total - live`` fresh tickets.
 
 In the rare race where a worker asks just as the last ticket is taken, Optuna creates a trial
-that is not a ticket: it is closed at once as ``no_budget`` and excluded from every count.
+that is not a ticket (``is_ticket``): it is closed at once as ``no_budget`` and excluded from
+every count.
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ def top_up(study: optuna.Study, total: int) -> int:
 def waiting_numbers(study: optuna.Study) -> set[int]:
     """Numbers of the queued trials (tickets, and any configuration a user enqueued)."""
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+
+
+def is_ticket(study: optuna.Study, trial) -> bool:
+    """True if ``trial`` was popped from the queue (a ticket, or a configuration a user enqueued
+    with Optuna), False if Optuna created it fresh because the queue was empty.
+
+    Decided from the trial itself (Optuna keeps an enqueued trial's ``fixed_params``), not from a
+    snapshot of the queue taken before ``ask()``: a retry ticket another driver enqueues in between
+    is a ticket too.
+    """
+    return "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id)
 
 
 def running(study: optuna.Study) -> int:

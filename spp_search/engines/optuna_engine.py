@@ -217,10 +217,9 @@ class TrialLoop:
             with self.lock:
                 if budget.counted(self.study) >= self.config.study.trials:
                     return None
-                queued = budget.waiting_numbers(self.study)
-                if queued:
+                if budget.waiting_numbers(self.study):
                     trial = self.study.ask()
-                    if trial.number in queued:  # popped from the queue: a ticket
+                    if budget.is_ticket(self.study, trial):  # popped from the queue (decided from the trial itself)
                         self.in_flight[trial._trial_id] = trial.number
                         self._beat_now(trial._trial_id)  # a trial with no heartbeat is never stale
                         trial.set_user_attr("worker", WORKER_ID)

@@ -1,0 +1,84 @@
+"""The trial budget's tickets under races between drivers (engines/budget.py, TrialLoop.claim)."""
+
+from __future__ import annotations
+
+import threading
+
+import optuna
+
+from spp_search.config import build_config
+from spp_search.engines import budget
+from spp_search.engines.optuna_engine import TrialLoop
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _loop(study, trials: int) -> TrialLoop:
+    config = build_config({"study": {"trials": trials}})
+    return TrialLoop(study, config, tracker=None, device="cpu", progress=None, names=())
+
+
+def _claim(loop: TrialLoop, timeout: float = 20.0):
+    """``loop.claim()`` in a thread: a claim that spins (the old race) fails the test, not hangs it."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(loop.claim()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        loop.stop.set()
+        thread.join(5)
+        raise AssertionError(f"claim() was still spinning after {timeout} s")
+    return result[0]
+
+
+def _stale_once(monkeypatch, snapshot: set[int]) -> None:
+    """``waiting_numbers`` answers ``snapshot`` once (what this driver saw), then the truth."""
+    real, calls = budget.waiting_numbers, []
+
+    def waiting(study):
+        calls.append(1)
+        return snapshot if len(calls) == 1 else real(study)
+
+    monkeypatch.setattr(budget, "waiting_numbers", waiting)
+
+
+def test_a_retry_ticket_enqueued_by_another_driver_between_snapshot_and_ask_is_claimed(monkeypatch):
+    """claim() used to compare the popped trial with an earlier snapshot of the queue: a retry
+    ticket another driver enqueued in between was marked no_budget and FAILed (a configuration
+    lost, the study short of its total)."""
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 2)
+    snapshot = budget.waiting_numbers(study)  # {0, 1}: what this driver saw
+    other = study.ask()  # another driver pops ticket 0 ...
+    study.tell(other, state=optuna.trial.TrialState.FAIL)
+    budget.requeue(study, other, 2)  # ... its trial crashed: a retry ticket, number 2
+    study.ask()  # and pops ticket 1 too
+    _stale_once(monkeypatch, snapshot)
+    claimed = _claim(_loop(study, trials=2))
+    assert claimed is not None and claimed.number == 2
+    assert claimed.user_attrs.get(budget.RETRY_OF) == 0
+    assert not [t for t in study.trials if t.user_attrs.get("outcome") == budget.NO_BUDGET]
+
+
+def test_a_trial_that_is_no_ticket_is_closed_as_no_budget(monkeypatch):
+    """The real race for the last tickets: the queue emptied after this driver looked, so Optuna
+    creates a fresh trial; it is closed at once as no_budget, and the driver waits for the rest."""
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 2)
+    snapshot = budget.waiting_numbers(study)
+    running = [study.ask(), study.ask()]  # another driver took both tickets
+    _stale_once(monkeypatch, snapshot)
+    loop = _loop(study, trials=2)
+    timer = threading.Timer(1.0, lambda: [study.tell(t, 0.5) for t in running])  # ... and finishes them
+    timer.start()
+    assert _claim(loop) is None
+    no_budget = [t for t in study.trials if t.user_attrs.get("outcome") == budget.NO_BUDGET]
+    assert len(no_budget) == 1 and no_budget[0].state == optuna.trial.TrialState.FAIL
+    assert budget.counted(study) == 2
+
+
+def test_a_configuration_a_user_enqueued_with_optuna_is_a_ticket():
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"x": 1})  # plain Optuna: no spp-search attributes
+    claimed = _claim(_loop(study, trials=1))
+    assert claimed is not None and claimed.number == 0
