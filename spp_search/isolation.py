@@ -30,19 +30,29 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
 from spp_search import backends
+from spp_search.errors import SppSearchError
 from spp_search.outcomes import Evidence, Outcome, classify
+from spp_search.redaction import redact
 from spp_search.trial import Reporter, TrialResult, TrialSpec, run_trial
 
 POLL_S = 0.05
+STARTUP_TIMEOUT_S = 600.0  # importing a backend and initialising a GPU takes seconds; a hang is a failure
 REPLACE_AFTER = (Outcome.CRASH, Outcome.TIMEOUT, Outcome.OOM_HOST, Outcome.OOM_GPU)
 
 
 class TrialInterrupted(BaseException):
     """The study is stopping (Ctrl-C, or another slot failed): the running trial is abandoned."""
+
+
+class WorkerStartError(SppSearchError):
+    """A worker process could not start (its backend failed to load or configure, it died or hung
+    before it was ready): the environment is broken for every trial, so the study stops with the
+    reason instead of recording each trial as a retried crash."""
 
 
 class InlineRunner:
@@ -107,6 +117,22 @@ class Placement:
 
 
 _SPAWN_LOCK = threading.Lock()
+# The kernel's out-of-memory kills in this process's memory cgroup (v2, then v1): a worker
+# SIGKILLed while the count rose was killed for memory, not crashed.
+OOM_COUNTERS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
+
+
+def oom_kill_count() -> int | None:
+    """The ``oom_kill`` count of the first readable cgroup file, or None where there is none."""
+    for path in OOM_COUNTERS:
+        try:
+            for line in Path(path).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @contextlib.contextmanager
@@ -131,7 +157,11 @@ def worker_main(conn, gpu_memory_bytes: int | None) -> None:
     Its environment (backend, GPU, threads) was set by the driver when it was spawned; the
     backend's own settings (TensorFlow threads and GPU cap, JAX CPU placement) come first.
     """
-    backends.runtime().configure(gpu_memory_bytes)
+    try:
+        backends.runtime().configure(gpu_memory_bytes)
+    except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the study
+        conn.send(("start_failed", f"{type(exc).__name__}: {exc}"))
+        return
     conn.send(("ready",))
     while True:
         message = conn.recv()
@@ -185,6 +215,7 @@ class _Observed:
     peak_rss: int = 0
     timed_out: bool = False
     over_budget: bool = False
+    oom_kills_before: int | None = None
 
 
 class ProcessRunner:
@@ -231,9 +262,12 @@ class ProcessRunner:
     def _drive(self, worker: Worker, spec, reporter, watch: _Observed, start: float) -> TrialResult:
         """Send the spec, relay epochs, and police memory, time and liveness until a result."""
         sent = False
+        watch.oom_kills_before = oom_kill_count()
         while True:
             if self.aborted:
                 raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")
+            if not worker.ready:
+                self._check_start(worker, start)
             if worker.ready and not sent:
                 worker.conn.send(("run", spec))
                 sent, start = True, time.monotonic()  # the budget starts when the trial does
@@ -244,6 +278,10 @@ class ProcessRunner:
                     return self._dead(worker, watch, spec)
                 if message[0] == "ready":
                     worker.ready = True
+                elif message[0] == "start_failed":
+                    worker.kill()
+                    self.worker = None
+                    raise WorkerStartError(f"a worker process could not start: {redact(message[1])}")
                 elif message[0] == "epoch":
                     watch.epochs.append(message[2])
                     worker.conn.send(reporter.epoch_end(message[1], message[2]))
@@ -263,6 +301,18 @@ class ProcessRunner:
                 worker.kill()
                 return self._dead(worker, watch, spec)
 
+    def _check_start(self, worker: Worker, since: float) -> None:
+        """A worker that died or hung before it was ready stops the study (``WorkerStartError``)."""
+        if not worker.process.is_alive() and not worker.conn.poll():
+            code = worker.process.exitcode
+            worker.kill()
+            self.worker = None
+            raise WorkerStartError(f"a worker process exited with code {code} before it was ready")
+        if time.monotonic() - since > STARTUP_TIMEOUT_S:
+            worker.kill()
+            self.worker = None
+            raise WorkerStartError(f"a worker process did not start within {STARTUP_TIMEOUT_S:g} s")
+
     def abort(self) -> None:
         """Stop the running trial now (from another thread): it ends as ``TrialInterrupted``."""
         self.aborted = True
@@ -275,11 +325,17 @@ class ProcessRunner:
             raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")
         worker.process.join(timeout=10)
         code = worker.process.exitcode
+        kills = oom_kill_count()
+        ours = watch.timed_out or watch.over_budget
+        oom_killed = (
+            not ours and code == -9 and None not in (kills, watch.oom_kills_before) and kills > watch.oom_kills_before
+        )
         evidence = Evidence(
             exit_code=code,
             got_result=False,
             timed_out=watch.timed_out,
             over_host_budget=watch.over_budget,
+            oom_killed=oom_killed,
             device=spec.device,
         )
         outcome = classify(evidence)
@@ -288,6 +344,8 @@ class ProcessRunner:
             if watch.timed_out
             else "exceeded the host memory budget"
             if watch.over_budget
+            else "killed by the kernel's out-of-memory killer"
+            if oom_killed
             else f"worker exited with code {code}"
         )
         if code is not None and code < 0:

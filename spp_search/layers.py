@@ -31,7 +31,7 @@ from keras import ops
 from spp_search import bins
 from spp_search.backends import runtime
 from spp_search.bins import validate_levels, validate_pooling
-from spp_search.errors import ConfigError, must
+from spp_search.errors import ConfigError, ShapeError, must
 
 MAX_FINEST_GRID = 16  # above it (e.g. levels 3, 5, 7 -> 105), max pools level by level
 
@@ -167,7 +167,7 @@ def spatial_pyramid(x, levels: Sequence[int], pooling: str):
     b, h, w, _ = _dims(x)
     if _static(h, w):
         if h == 0 or w == 0:
-            raise ValueError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
+            raise ShapeError(f"SPP input must have a non-empty spatial size, but got {h}x{w}.")
         divisible = h % grid == 0 and w % grid == 0
         pyramid = (grid_pyramid if divisible else general_pyramid)(x, levels, pooling)
         return ops.concatenate([ops.reshape(p, (b, -1)) for p in pyramid], axis=1)

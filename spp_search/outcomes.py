@@ -3,7 +3,8 @@
 ``classify(Evidence) -> Outcome`` sees only plain data (exception type name and message, exit code,
 flags and numbers), so it runs in the driver without TensorFlow and is tested as a table.
 
-Precedence, first match wins: timeout > host memory budget > exception (by type, then message)
+Precedence, first match wins: timeout > host memory (budget, or the kernel's OOM killer) >
+exception (by type, then message; a shape word only counts outside spp-search's own code)
 > abnormal exit (signal or nonzero status with no result) > non-finite loss > loss explosion
 > pruned > ok.
 
@@ -83,6 +84,8 @@ class Evidence:
     initial_loss: float | None = None
     max_loss: float | None = None
     device: str = "cpu"
+    raised_in: str = ""  # top-level package of the frame that raised: "spp_search", "keras", ...
+    oom_killed: bool = False  # the kernel's out-of-memory killer ended the worker (cgroup count)
 
 
 _OOM = re.compile("|".join(p for patterns in OOM_PATTERNS.values() for p in patterns), re.I)
@@ -102,7 +105,7 @@ _BY_TYPE = {
 }
 
 
-def _from_exception(error_type: str, message: str, device: str) -> Outcome:
+def _from_exception(error_type: str, message: str, device: str, raised_in: str = "") -> Outcome:
     name = error_type.rsplit(".", 1)[-1]
     if name in _BY_TYPE:
         return _BY_TYPE[name]
@@ -114,8 +117,10 @@ def _from_exception(error_type: str, message: str, device: str) -> Outcome:
         and ("check_numerics" in message.lower() or "had nan" in message.lower())
     ):
         return Outcome.DIVERGED_NAN
+    # a shape word in an error raised by spp-search's own code is a bug, not a finding about SPP
+    # (deliberate shape findings of our layers raise ShapeError)
     if name in ("InvalidArgumentError", "ValueError", "TypeError") and _SHAPE.search(message):
-        return Outcome.SHAPE_ERROR
+        return Outcome.CRASH if raised_in == "spp_search" else Outcome.SHAPE_ERROR
     return Outcome.CRASH
 
 
@@ -130,10 +135,10 @@ def classify(evidence: Evidence) -> Outcome:
     """Map what happened in a trial to exactly one :class:`Outcome` (see module docstring)."""
     if evidence.timed_out:
         return Outcome.TIMEOUT
-    if evidence.over_host_budget:
+    if evidence.over_host_budget or evidence.oom_killed:
         return Outcome.OOM_HOST
     if evidence.error_type:
-        return _from_exception(evidence.error_type, evidence.error_message, evidence.device)
+        return _from_exception(evidence.error_type, evidence.error_message, evidence.device, evidence.raised_in)
     if not evidence.got_result or evidence.exit_code not in (None, 0):
         return Outcome.CRASH
     if evidence.nonfinite_step is not None:

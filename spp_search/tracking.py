@@ -105,11 +105,11 @@ class Tracker:
             self.client.log_text(run_id, redact(result.traceback), "traceback.txt")
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
 
-    def kill_trial(self, run_id: str, outcome: str, message: str | None = None) -> None:
-        """Close a trial run that did not finish (interrupted, worker lost): KILLED."""
-        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", message)] if message else [])
+    def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
+        """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
+        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact(message))] if message else [])
         self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status="KILLED")
+        self.client.set_terminated(run_id, status=status)
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:
         now = _now_ms()

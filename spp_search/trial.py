@@ -191,6 +191,19 @@ def precision_of(factors: dict) -> str:
     return str(value)
 
 
+def raised_in(error: BaseException) -> str:
+    """Top-level package of the innermost frame that raised ``error`` ("spp_search", "keras",
+    "tensorflow", "jax", ...), so that ``classify`` can tell our bugs from framework errors."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    parts = Path(frames[-1].filename).parts
+    for package in ("spp_search", "keras", "tensorflow", "jax", "jaxlib", "numpy", "optree"):
+        if package in parts:
+            return package
+    return "other"
+
+
 def run_trial(spec: TrialSpec, reporter: Reporter) -> TrialResult:
     """Train ``spec`` and return its result; never raises for a trial-level failure."""
     return train_and_keep(spec, reporter)[0]
@@ -220,6 +233,7 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
         initial_loss=watch.initial_loss,
         max_loss=watch.max_loss,
         device=spec.device,
+        raised_in=raised_in(error) if error else "",
     )
     outcome = classify(evidence)
     failed, history = outcome.failed, trained.history

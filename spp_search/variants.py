@@ -29,6 +29,7 @@ from keras import ops
 
 from spp_search.backends import runtime
 from spp_search.bins import validate_levels, validate_pooling
+from spp_search.errors import ShapeError
 from spp_search.layers import SpatialPyramidPooling2D, _dims, _static
 
 
@@ -91,8 +92,8 @@ class PaperWindowSPP(_VariantSPP):
         for n in self.levels:
             if _static(height, width):
                 win, stride = (-(-height // n), -(-width // n)), (height // n, width // n)
-                if min(stride) == 0:
-                    raise ValueError(f"Stride must be > 0, but got {stride} (a {height}x{width} map, level {n})")
+                if min(stride) == 0:  # TensorFlow's own error for this case, as a finding
+                    raise ShapeError(f"Stride must be > 0, but got {stride} (a {height}x{width} map, level {n})")
                 pool = ops.max_pool if self.pooling == "max" else ops.average_pool
                 pooled = pool(x, win, stride, padding="valid")
             else:

@@ -82,3 +82,34 @@ def test_a_configuration_a_user_enqueued_with_optuna_is_a_ticket():
     study.enqueue_trial({"x": 1})  # plain Optuna: no spp-search attributes
     claimed = _claim(_loop(study, trials=1))
     assert claimed is not None and claimed.number == 0
+
+
+class _BrokenRunner:
+    """A runner that fails in the driver (a broken pipe, a reporter bug): not an interruption."""
+
+    def run(self, spec, reporter):
+        raise RuntimeError("runner failed")
+
+
+def test_a_runner_failure_costs_an_attempt_and_is_not_requeued_forever(tmp_path):
+    """A runner exception was re-queued as "interrupted" at no attempt cost, forever."""
+    import pytest
+
+    from spp_search.tracking import Tracker
+
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 1)
+    loop = _loop(study, trials=1)
+    loop.config = build_config({"study": {"trials": 1, "max_retries": 1}})
+    loop.tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "broken")
+    loop.tracker.open_study({}, {})
+    attempts = []
+    for _ in range(3):
+        trial = _claim(loop, timeout=10) if budget.waiting_numbers(study) else None
+        if trial is None:
+            break
+        attempts.append(budget.attempt_of(trial))
+        with pytest.raises(RuntimeError):
+            loop.run_one(trial, _BrokenRunner())
+    assert attempts == [1, 2]  # the retry costs an attempt; after max_retries it is not re-queued
+    assert [t.user_attrs["outcome"] for t in study.trials] == ["crash", "crash"]

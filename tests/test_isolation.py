@@ -96,3 +96,45 @@ def test_natural_failures_are_classified_and_avoided(tmp_path):
         assert "traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert ".png: unreadable" in study.trials[0].user_attrs["error_message"]
     assert "statically known" not in study.trials[2].user_attrs["error_message"]  # fixed size: ok
+
+
+def test_a_worker_that_cannot_start_stops_the_study_with_its_reason():
+    """It used to turn every trial into a retried crash with no traceback."""
+    from spp_search.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
+    from spp_search.trial import TrialSpec
+
+    runner = ProcessRunner(Placement("tensorflow", "cpu", extra_env={"SPP_SEARCH_THREADS": "many"}), Budgets())
+    try:
+        with pytest.raises(WorkerStartError, match="ValueError.*many"):
+            runner.run(TrialSpec(0, {}, {}, 1, 0), reporter=None)
+    finally:
+        runner.close()
+
+
+def test_a_worker_that_hangs_while_starting_is_stopped(monkeypatch):
+    from spp_search import isolation
+    from spp_search.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
+    from spp_search.trial import TrialSpec
+
+    monkeypatch.setattr(isolation, "STARTUP_TIMEOUT_S", 0.5)  # a real start takes seconds
+    runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets())
+    try:
+        with pytest.raises(WorkerStartError, match="did not start within"):
+            runner.run(TrialSpec(0, {}, {}, 1, 0), reporter=None)
+    finally:
+        runner.close()
+
+
+def test_a_sigkill_while_the_cgroup_counts_an_oom_kill_is_oom_host(tmp_path, monkeypatch):
+    """The kernel's OOM killer sends SIGKILL: with no host budget set that used to be a crash,
+    retried twice. The cgroup's oom_kill count (faked here: a real one needs the machine's RAM)
+    tells it apart."""
+    from spp_search import isolation
+
+    counts = iter(range(100))
+    monkeypatch.setattr(isolation, "oom_kill_count", lambda: next(counts))  # rises during each trial
+    code, study, runs, _ = run_enqueued(tmp_path, "oomkill", [{"fault": "sigkill"}, {"fault": "none"}])
+    assert code == 0
+    _check(runs, study, "oom_host", "PRUNED", "FAILED", infeasible=True)
+    assert "out-of-memory killer" in study.trials[0].user_attrs["error_message"]
+    assert len(study.trials) == 2  # not retried

@@ -87,6 +87,25 @@ NOT_OOM = [
 ]
 
 
+def test_a_shape_word_in_an_error_of_our_own_code_is_a_crash_not_a_finding():
+    """A ValueError/TypeError mentioning "shape" used to become an infeasible shape_error wherever
+    it came from, hiding bugs of spp-search's own code as findings about SPP."""
+    bug = Evidence(error_type="builtins.TypeError", error_message="bad operand for shape", raised_in="spp_search")
+    assert classify(bug) is Outcome.CRASH
+    keras = Evidence(
+        error_type="builtins.ValueError", error_message="Input 0 is incompatible: shape", raised_in="keras"
+    )
+    assert classify(keras) is Outcome.SHAPE_ERROR
+    ours = Evidence(error_type="spp_search.errors.ShapeError", error_message="stride 0", raised_in="spp_search")
+    assert classify(ours) is Outcome.SHAPE_ERROR
+
+
+def test_a_kernel_out_of_memory_kill_is_oom_host_not_a_crash():
+    """SIGKILLed by the kernel's OOM killer (the cgroup counted a kill) with no host budget set."""
+    assert classify(Evidence(exit_code=-9, got_result=False, oom_killed=True)) is Outcome.OOM_HOST
+    assert classify(Evidence(exit_code=-9, got_result=False)) is Outcome.CRASH
+
+
 @pytest.mark.parametrize(("error_type", "message"), [r[1:] for r in OOM_MESSAGES], ids=[r[0] for r in OOM_MESSAGES])
 def test_out_of_memory_messages_of_every_backend(error_type, message):
     assert classify(Evidence(error_type=error_type, error_message=message, device="gpu")) is Outcome.OOM_GPU

@@ -46,6 +46,7 @@ from spp_search.engines import budget
 from spp_search.engines.budget import attempt_of, requeue
 from spp_search.errors import ConfigError, must
 from spp_search.factors import param_text
+from spp_search.isolation import TrialInterrupted, WorkerStartError
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
 from spp_search.redaction import redact, redact_cut
@@ -311,11 +312,23 @@ class TrialLoop:
         start = time.perf_counter()
         try:
             result = runner.run(spec, reporter)
-        except BaseException:
+        except (KeyboardInterrupt, TrialInterrupted, WorkerStartError):
+            # not the trial's doing (Ctrl-C, the study stopping, a broken worker environment):
+            # it runs again later at no attempt's cost
             trial.set_user_attr("outcome", budget.INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
-            budget.requeue(study, trial, budget.attempt_of(trial))  # an interruption costs no attempt
+            budget.requeue(study, trial, budget.attempt_of(trial))
             tracker.kill_trial(run_id, budget.INTERRUPTED)
+            raise
+        except BaseException as exc:
+            # the runner itself failed (a broken pipe, a bug in the driver): a crash of this
+            # trial, re-run while attempts are left; the study stops so that it is seen
+            trial.set_user_attr("outcome", Outcome.CRASH.value)
+            trial.set_user_attr("error_message", redact_cut(f"runner failed: {type(exc).__name__}: {exc}", 500))
+            study.tell(trial, state=TrialState.FAIL)
+            if budget.attempt_of(trial) <= config.study.max_retries:
+                budget.requeue(study, trial, budget.attempt_of(trial) + 1)
+            tracker.kill_trial(run_id, Outcome.CRASH.value, f"runner failed: {type(exc).__name__}", status="FAILED")
             raise
         retried = wants_retry(trial, result, config.study.max_retries)
         if retried:
