@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -105,10 +106,14 @@ def test_four_workers_on_postgresql_reach_exactly_40_with_one_killed(tmp_path):
         gone = superseded(trials)
         kept = [t for t in trials if t.number not in gone and t.user_attrs.get("outcome") != NO_BUDGET]
         lost = [t for t in trials if t.state.name == "FAIL" and "outcome" not in t.user_attrs]
+        configs = [json.dumps(t.params, sort_keys=True) for t in kept]
+        duplicates = len(configs) - len(set(configs))  # drivers used to share one sampler seed
         print(
             f"\nload test: {len(kept)} counted of {len(trials)} trials, {len(lost)} lost with the killed "
-            f"worker and re-queued, {len(gone)} superseded, {wall:.0f} s wall"
+            f"worker and re-queued, {len(gone)} superseded, {duplicates} duplicate configurations, "
+            f"{wall:.0f} s wall"
         )
+        assert duplicates == 0  # learning_rate is continuous: only a shared seed repeats a configuration
         assert codes == [0, 0, 0], [p.args for p in procs]
         assert counted(study) == 40 and len(kept) == 40
         assert all(t.state.is_finished() for t in kept)

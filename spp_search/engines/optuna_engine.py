@@ -58,10 +58,33 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # which driver ran a trial
 RETRIED = "retried"
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(config: StudyConfig, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded with ``seed`` (a driver's own, see ``driver_seed``)."""
+    seed = config.study.seed if seed is None else seed
     if config.study.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=config.study.seed)
-    return optuna.samplers.TPESampler(seed=config.study.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+DRIVER_PREFIX = "driver:"
+
+
+def driver_seed(study: optuna.Study, base_seed: int, driver: str = WORKER_ID) -> int:
+    """This driver's sampler seed: ``base_seed`` for the study's first driver, another for each
+    later one, so drivers sharing a storage do not propose the same configurations (with one seed,
+    RandomSampler's sequences and TPE's start-up trials were identical in every driver).
+
+    Each driver registers under its own key in the study's user attributes (an upsert per key, no
+    read-modify-write) and takes its rank among the registered drivers by registration time: two
+    drivers starting together both see both keys, in the same order. A single driver, the first,
+    keeps ``base_seed`` (reproducible); asking again returns the same seed.
+    """
+    key = DRIVER_PREFIX + driver
+    if key not in study.user_attrs:
+        study.set_user_attr(key, time.time())
+    drivers = sorted((when, name) for name, when in study.user_attrs.items() if name.startswith(DRIVER_PREFIX))
+    rank = [name for _, name in drivers].index(key)
+    return base_seed if rank == 0 else (base_seed + 1_000_003 * rank) % (2**32)
 
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
@@ -357,6 +380,7 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     holder: dict = {}
     study = open_study(config, holder)
+    study.sampler = make_sampler(config, driver_seed(study, config.study.seed))
     if prepare is not None and not study.get_trials(deepcopy=False):
         prepare(study)
     if not join:
