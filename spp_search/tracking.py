@@ -112,10 +112,13 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:
+        """Log the study's totals; end the parent run with ``status``, unless the study is still
+        ``RUNNING`` (another driver works on): then it stays open for the last driver to close."""
         now = _now_ms()
         metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None]
         self._log_metrics(self.parent_id, metrics)
-        self.client.set_terminated(self.parent_id, status=status)
+        if status != "RUNNING":
+            self.client.set_terminated(self.parent_id, status=status)
 
     def _log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
         metrics = [m for m in metrics if not math.isnan(m.value) or m.key == "batch_loss"]

@@ -82,3 +82,75 @@ def test_three_trial_keras_tuner_study_with_an_injected_failure(tmp_path, monkey
     assert best["defaults"]["head"] == "spp" and best["result"]["study"] == "kt"
     assert main(["--config", str(path)]) == 0  # resume: nothing left to run
     assert len(optuna.load_study(study_name="kt", storage=raw["study"]["storage"]).trials) == 3
+
+
+def _result(outcome: str, **kw):
+    from spp_search.outcomes import Outcome
+    from spp_search.trial import TrialResult
+
+    return TrialResult(outcome=Outcome(outcome), **kw)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "constraints"),
+    [
+        ("ok", "COMPLETE", {}),
+        ("diverged_nan", "PRUNED", {}),
+        ("shape_error", "PRUNED", {"deterministic_failure": 1.0}),
+        ("oom_gpu", "PRUNED", {"deterministic_failure": 1.0}),
+        ("crash", "FAIL", {}),
+    ],
+)
+def test_keras_tuner_trials_are_recorded_as_the_optuna_engine_records_them(outcome, state, constraints):
+    """KerasTuner's mirror used to record deterministic failures as FAIL (Optuna's engine: PRUNED
+    and infeasible), so report and importances saw other states per engine."""
+    from spp_search.engines.keras_tuner_engine import mirrored_trial
+    from spp_search.engines.optuna_engine import recorded_state
+
+    config = build_config({"space": SPACE})
+    result = _result(outcome, value=0.9 if outcome == "ok" else None, failed_epoch=1 if outcome != "ok" else None)
+    params = {"input_policy": "variable_padded", "learning_rate": 0.005, "batch_size": 8}
+    frozen = mirrored_trial(config, params, result, {0: 0.5}, {"engine": "keras-tuner"})
+    assert frozen.state.name == state and frozen.constraints == constraints
+    assert (frozen.state, frozen.constraints) == recorded_state(result)
+    assert frozen.user_attrs["outcome"] == outcome
+    if outcome == "diverged_nan":
+        assert frozen.intermediate_values == {0: 0.5, 1: 0.0}  # 0.0 at the epoch it diverged
+
+
+def test_the_retried_tag_counts_attempts_from_one():
+    from spp_search.engines.keras_tuner_engine import retried_by_keras_tuner
+
+    crash = _result("crash")
+    assert [retried_by_keras_tuner(crash, attempt, max_retries=2) for attempt in (1, 2, 3)] == [True, True, False]
+    assert not retried_by_keras_tuner(_result("shape_error"), 1, max_retries=2)
+
+
+def test_a_parent_run_of_a_study_others_still_run_stays_open(tmp_path):
+    """close_study(status=RUNNING) used to end the parent run with status RUNNING (an end time on a
+    run that is not over); now it is left open for the last driver."""
+    from spp_search.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "open")
+    parent = tracker.open_study({}, {})
+    tracker.close_study({"trials_finished": 3}, "RUNNING")
+    run = tracker.client.get_run(parent)
+    assert run.info.status == "RUNNING" and run.info.end_time is None
+    tracker.close_study({"trials_finished": 5}, "FINISHED")
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_keras_tuner_closes_orphan_runs_left_by_a_killed_run(tmp_path, monkeypatch):
+    from spp_search.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_config(tmp_path, name="ktorphan", trials=1, engine="keras-tuner", tuner="random")
+    path = tmp_path / "kt.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tracker = Tracker(raw["study"]["tracking_uri"], "ktorphan")
+    tracker.open_study({}, {})
+    orphan = tracker.start_trial(99, {"levels": [1]}, {})  # a trial run left RUNNING by a SIGKILLed driver
+    assert main(["--config", str(path)]) == 0
+    run = MlflowClient(raw["study"]["tracking_uri"]).get_run(orphan)
+    assert run.info.status == "KILLED" and run.data.tags["outcome"] == "interrupted"

@@ -29,7 +29,14 @@ from optuna.trial import TrialState, create_trial
 
 from spp_search.config import StudyConfig
 from spp_search.engines import budget
-from spp_search.engines.optuna_engine import StudySummary, close_study, describe, open_study
+from spp_search.engines.optuna_engine import (
+    StudySummary,
+    close_study,
+    describe,
+    failure_attrs,
+    open_study,
+    recorded_state,
+)
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress
 from spp_search.redaction import redact_cut
@@ -105,14 +112,20 @@ class SppTuner(kt.Tuner):
         spec = TrialSpec(
             number, factors, config.data.for_trial(), epochs, seed, self.device, backend=config.study.backend
         )
-        result = self.runner.run(spec, reporter)
-        retried = result.outcome.transient and self._attempts(trial.trial_id) <= config.study.max_retries
+        try:
+            result = self.runner.run(spec, reporter)
+        except BaseException:  # interrupted (Ctrl-C, the worker could not start): close its run
+            self.tracker.kill_trial(run_id, budget.INTERRUPTED)
+            raise
+        attempt = self._attempts(trial.trial_id) + 1
+        retried = retried_by_keras_tuner(result, attempt, config.study.max_retries)
         self._record(trial.trial_id, factors, params, result, reporter.values, run_id)
         self.tracker.end_trial(run_id, result, {"engine": "keras-tuner", "retried": str(retried).lower()})
         self.progress.trial_done(number, result, time.perf_counter() - start, describe(factors, config.space.names))
         return self._verdict(result)
 
     def _attempts(self, trial_id: str) -> int:
+        """Attempts of KerasTuner trial ``trial_id`` recorded so far."""
         return sum(t.user_attrs.get("kt_trial_id") == trial_id for t in self.study.get_trials(deepcopy=False))
 
     @staticmethod
@@ -132,7 +145,6 @@ class SppTuner(kt.Tuner):
     def _record(self, trial_id, factors, params, result, values, run_id) -> None:
         """Mirror the trial into the Optuna storage, so report and export-best read it."""
         attrs = {
-            "outcome": result.outcome.value,
             "factors": json.loads(json.dumps(factors, default=list)),
             "mlflow_run_id": run_id,
             "engine": "keras-tuner",
@@ -141,21 +153,34 @@ class SppTuner(kt.Tuner):
         }
         if trial_id in self.last_record:
             attrs[budget.RETRY_OF] = self.last_record[trial_id]
-        if result.error_type:
-            attrs.update(error_type=result.error_type, error_message=redact_cut(result.error_message, 500))
-        ok = result.outcome is Outcome.OK
-        state = TrialState.COMPLETE if ok else TrialState.PRUNED if result.outcome.diverged else TrialState.FAIL
-        dists = {p.name: p.distribution() for p in self.config.space.params if p.name in params}
-        frozen = create_trial(
-            params=params,
-            distributions=dists,
-            value=result.value if ok else None,
-            state=state,
-            intermediate_values=values,
-            user_attrs=attrs,
-        )
-        self.study.add_trial(frozen)
+        self.study.add_trial(mirrored_trial(self.config, params, result, values, attrs))
         self.last_record[trial_id] = len(self.study.get_trials(deepcopy=False)) - 1
+
+
+def retried_by_keras_tuner(result: TrialResult, attempt: int, max_retries: int) -> bool:
+    """KerasTuner runs a transient failure again while attempt ``attempt`` (1-based) is at most
+    ``max_retries``: the last of ``max_retries + 1`` attempts is not retried."""
+    return result.outcome.transient and attempt <= max_retries
+
+
+def mirrored_trial(config: StudyConfig, params: dict, result: TrialResult, values: dict, attrs: dict):
+    """A KerasTuner trial as a finished Optuna trial, recorded as the Optuna engine records its own
+    (``recorded_state``: the same state, constraint and intermediate values for each outcome), so
+    the report and its importances see the same states whichever engine ran."""
+    state, constraints = recorded_state(result, config.study.failure_feedback)
+    values = dict(values)
+    if state is TrialState.PRUNED and result.outcome.diverged:
+        values.setdefault(result.failed_epoch or 0, 0.0)
+    dists = {p.name: p.distribution() for p in config.space.params if p.name in params}
+    return create_trial(
+        params=params,
+        distributions=dists,
+        value=result.value if state is TrialState.COMPLETE else None,
+        state=state,
+        intermediate_values=values,
+        user_attrs={**failure_attrs(result), **attrs},
+        constraints=constraints or None,
+    )
 
 
 def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, project_dir: Path) -> StudySummary:
@@ -173,6 +198,9 @@ def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, pr
             "tuner": config.study.tuner,
         },
     )
+    closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan
+    if closed:
+        console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
     hp = kt.HyperParameters()
     config.space.keras_tuner(hp)
     start, status = time.perf_counter(), "FAILED"

@@ -152,6 +152,38 @@ class OptunaReporter:
         return self.prune and self.trial.should_prune()
 
 
+INFEASIBLE = "deterministic_failure"
+
+
+def recorded_state(result: TrialResult, feedback: bool = True) -> tuple[TrialState, dict[str, float]]:
+    """How an outcome is recorded in Optuna, by both engines: the state and the constraints.
+
+    ``ok``: COMPLETE; ``pruned`` and ``diverged_*``: PRUNED; deterministic failures: PRUNED with
+    ``deterministic_failure = 1`` (infeasible); ``crash``, ``timeout``, ``config_error``: FAIL. With
+    ``feedback`` off, every failure is a plain FAIL (Optuna's stock behaviour, which its samplers
+    ignore); kept for measuring what the feedback buys.
+    """
+    outcome = result.outcome
+    if outcome is Outcome.OK:
+        return TrialState.COMPLETE, {}
+    if outcome is Outcome.PRUNED or (feedback and outcome.diverged):
+        return TrialState.PRUNED, {}
+    if feedback and outcome.deterministic:
+        return TrialState.PRUNED, {INFEASIBLE: 1.0}
+    return TrialState.FAIL, {}
+
+
+def failure_attrs(result: TrialResult) -> dict:
+    """The user attributes every recorded trial carries about its outcome (both engines)."""
+    attrs: dict = {"outcome": result.outcome.value}
+    for key in ("error_type", "failed_epoch", "failed_step"):
+        if getattr(result, key) is not None:
+            attrs[key] = getattr(result, key)
+    if result.error_message:
+        attrs["error_message"] = redact_cut(result.error_message, 500)
+    return attrs
+
+
 def tell(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -159,30 +191,20 @@ def tell(
     reporter: OptunaReporter,
     feedback: bool = True,
 ) -> optuna.trial.FrozenTrial:
-    """Record ``result`` in Optuna (see the module docstring for the mapping).
-
-    With ``feedback`` off, every failure is a plain FAIL (Optuna's stock behaviour, which its
-    samplers ignore); kept for measuring what the feedback buys.
-    """
-    trial.set_user_attr("outcome", result.outcome.value)
-    for key in ("error_type", "failed_epoch", "failed_step"):
-        if getattr(result, key) is not None:
-            trial.set_user_attr(key, getattr(result, key))
-    if result.error_message:
-        trial.set_user_attr("error_message", redact_cut(result.error_message, 500))
-    if result.outcome is Outcome.OK:
+    """Record ``result`` in Optuna (``recorded_state``): a diverged trial reports 0.0 at the epoch
+    it diverged, so TPE ranks it below every trained trial of that length."""
+    for key, value in failure_attrs(result).items():
+        trial.set_user_attr(key, value)
+    state, constraints = recorded_state(result, feedback)
+    for key, value in constraints.items():
+        trial.set_constraint(key, value)
+    if state is TrialState.COMPLETE:
         return study.tell(trial, result.value)
-    if result.outcome is Outcome.PRUNED:
-        return study.tell(trial, state=TrialState.PRUNED)
-    if feedback and result.outcome.diverged:
+    if state is TrialState.PRUNED and result.outcome.diverged:
         epoch = result.failed_epoch or 0
         if epoch not in reporter.reported:
             trial.report(0.0, epoch)
-        return study.tell(trial, state=TrialState.PRUNED)
-    if feedback and result.outcome.deterministic:
-        trial.set_constraint("deterministic_failure", 1.0)
-        return study.tell(trial, state=TrialState.PRUNED)
-    return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, state=state)
 
 
 def wants_retry(trial: optuna.Trial, result: TrialResult, max_retries: int) -> bool:
