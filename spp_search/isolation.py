@@ -6,13 +6,17 @@ epoch reports and a result over a pipe, answering each epoch with the pruner's v
 waiting, it polls:
 
 * the worker's resident memory (with its children) against ``host_memory_budget``: past it, the
-  worker is killed and the trial is ``oom_host``;
+  worker is killed and the trial is ``oom_host``. Under a host budget every trial gets a fresh
+  worker, so the budget sees that trial alone (plus the backend's own start-up memory), not what
+  earlier trials left in a reused process (allocator caches, loaded data);
 * the wall time against ``trial_timeout``: past it, killed, ``timeout``;
 * the worker's liveness: a negative exit code is a signal (SIGKILL, SIGSEGV, SIGFPE): ``crash``.
 
 A healthy worker runs the next trial (saving the backend's start-up: TensorFlow ~5 s, JAX ~2 s,
 and JAX's compiled programs); ``trial.run_trial`` clears the Keras session and reseeds every
-generator first, so nothing leaks between trials. A
+generator first. Memory is the exception: a process keeps what its allocators cached, so each
+trial reports ``peak_rss_mb`` (the worker's peak while it ran) and ``trial_rss_mb`` (that peak
+above the worker's memory when the trial started: the trial's own). A
 worker that failed hard (crash, timeout, out of memory) is replaced, and the replacement starts
 right away so its start-up overlaps the driver's bookkeeping.
 
@@ -183,6 +187,7 @@ class Worker:
             self.process.start()
         child.close()
         self.ready = False
+        self.trials = 0  # trials sent to this worker
 
     def rss(self) -> int:
         """Resident memory of the worker and its children, in bytes (0 if it is gone)."""
@@ -216,6 +221,7 @@ class _Observed:
     timed_out: bool = False
     over_budget: bool = False
     oom_kills_before: int | None = None
+    baseline_rss: int | None = None
 
 
 class ProcessRunner:
@@ -237,7 +243,10 @@ class ProcessRunner:
         return self.worker
 
     def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
+        if self.budgets.host_memory_bytes and self.worker is not None and self.worker.trials:
+            self._replace()  # under a host budget every trial starts in a fresh worker
         worker = self._worker()
+        worker.trials += 1
         watch = _Observed(epochs=[])
         start = time.monotonic()
         try:
@@ -247,6 +256,8 @@ class ProcessRunner:
             self.worker = None
             raise
         result.stats["peak_rss_mb"] = watch.peak_rss / 2**20
+        if watch.baseline_rss is not None:
+            result.stats["trial_rss_mb"] = max(0, watch.peak_rss - watch.baseline_rss) / 2**20
         result.stats["trial_wall_s"] = time.monotonic() - start
         if result.outcome in REPLACE_AFTER:
             self._replace()
@@ -269,6 +280,7 @@ class ProcessRunner:
             if not worker.ready:
                 self._check_start(worker, start)
             if worker.ready and not sent:
+                watch.baseline_rss = worker.rss()  # what earlier trials (and the backend) left
                 worker.conn.send(("run", spec))
                 sent, start = True, time.monotonic()  # the budget starts when the trial does
             if worker.conn.poll(POLL_S):

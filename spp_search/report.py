@@ -30,7 +30,7 @@ from spp_search.stats import (
     wilson,
 )
 
-STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "train_time_s")
+STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "trial_rss_mb", "train_time_s")
 
 
 @dataclass
@@ -104,7 +104,7 @@ def outcome_table(data: StudyData) -> str:
     median val accuracy and stability metrics of the successful trials."""
     frame = data.frame
     outcomes = [o.value for o in Outcome if o.value in set(frame["outcome"])]
-    header = ["factor", "level", "trials", *outcomes, "median val acc (ok)", "median peak RSS MB (ok)"]
+    header = ["factor", "level", "trials", *outcomes, "median val acc (ok)", "median trial RSS MB (ok)"]
     rows = []
     for factor in data.factors:
         for level, group in frame.groupby(levels_of(frame[factor]), sort=True):
@@ -116,7 +116,9 @@ def outcome_table(data: StudyData) -> str:
                 shares.append(f"{k}/{n} ({k / n:.0%}, [{low:.0%}, {high:.0%}])" if k else "0")
             ok = group[group["outcome"] == "ok"]
             acc = f"{ok['value'].median():.3f}" if len(ok) else "-"
-            rss = f"{ok['peak_rss_mb'].median():.0f}" if len(ok) and "peak_rss_mb" in ok else "-"
+            # a trial's own memory (above its worker's at the start) where recorded, else the worker's peak
+            memory = "trial_rss_mb" if ok.get("trial_rss_mb", pd.Series(dtype=float)).notna().any() else "peak_rss_mb"
+            rss = f"{ok[memory].median():.0f}" if len(ok) and memory in ok else "-"
             rows.append([factor, level, n, *shares, acc, rss])
     return _md_table(header, rows)
 

@@ -138,3 +138,51 @@ def test_a_sigkill_while_the_cgroup_counts_an_oom_kill_is_oom_host(tmp_path, mon
     _check(runs, study, "oom_host", "PRUNED", "FAILED", infeasible=True)
     assert "out-of-memory killer" in study.trials[0].user_attrs["error_message"]
     assert len(study.trials) == 2  # not retried
+
+
+def test_each_trial_reports_its_own_memory_above_what_earlier_trials_left():
+    """A reused worker keeps what earlier trials cached: peak_rss_mb includes it, trial_rss_mb
+    (the peak above the worker's memory when the trial started) does not."""
+    from spp_search.config import build_config
+    from spp_search.factors import default_factors
+    from spp_search.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial import TrialSpec
+
+    data = build_config({"data": {"synthetic": {"num_images": 256, "min_size": 64, "max_size": 96}}}).data.for_trial()
+    big = {**default_factors(), "image_size": 96, "batch_size": 128, "width": 16}
+    small = {**default_factors(), "image_size": 16, "batch_size": 8, "width": 4, "dense_units": 8}
+
+    class Quiet:
+        def epoch_end(self, epoch, metrics):
+            return False
+
+    runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets())
+    try:
+        first = runner.run(TrialSpec(0, big, data, 1, 0), Quiet())
+        second = runner.run(TrialSpec(1, small, data, 1, 0), Quiet())
+    finally:
+        runner.close()
+    assert first.outcome.value == second.outcome.value == "ok" and runner.started_workers == 1
+    assert second.stats["trial_rss_mb"] < second.stats["peak_rss_mb"] / 2  # most of it was left by others
+    assert first.stats["trial_rss_mb"] > second.stats["trial_rss_mb"]
+
+
+def test_under_a_host_budget_every_trial_starts_in_a_fresh_worker():
+    from spp_search.config import build_config
+    from spp_search.factors import default_factors
+    from spp_search.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial import TrialSpec
+
+    data = build_config({"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}).data.for_trial()
+    tiny = {**default_factors(), "image_size": 16, "batch_size": 8, "width": 4, "dense_units": 8}
+
+    class Quiet:
+        def epoch_end(self, epoch, metrics):
+            return False
+
+    runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets(host_memory_bytes=8 * 2**30))
+    try:
+        results = [runner.run(TrialSpec(i, tiny, data, 1, 0), Quiet()) for i in range(2)]
+    finally:
+        runner.close()
+    assert [r.outcome.value for r in results] == ["ok", "ok"] and runner.started_workers == 2
