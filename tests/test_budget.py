@@ -113,3 +113,92 @@ def test_a_runner_failure_costs_an_attempt_and_is_not_requeued_forever(tmp_path)
             loop.run_one(trial, _BrokenRunner())
     assert attempts == [1, 2]  # the retry costs an attempt; after max_retries it is not re-queued
     assert [t.user_attrs["outcome"] for t in study.trials] == ["crash", "crash"]
+
+
+class _Heart:
+    """A storage's heartbeat side, recording beats (optionally failing the first ones)."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.beats: list[int] = []
+        self.failures = failures
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        if self.failures:
+            self.failures -= 1
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("UPDATE heartbeat", {}, Exception("database is locked"))
+        self.beats.append(trial_id)
+
+
+def test_heartbeats_do_not_wait_for_a_claim(monkeypatch):
+    """The heartbeat thread waited on the lock claim() holds across slow storage round trips, so a
+    live trial could be declared stale (grace 30 s) while its driver waited (SQLite: up to 60 s)."""
+    from spp_search.engines import optuna_engine
+
+    monkeypatch.setattr(optuna_engine, "HEARTBEAT_S", 0.05)
+    study = optuna.create_study(direction="maximize")
+    loop = _loop(study, trials=1)
+    loop.heart = _Heart()
+    loop.in_flight[7] = 0
+    beating = threading.Thread(target=loop.beat, daemon=True)
+    with loop.lock:  # a claim in progress, stuck on the storage
+        beating.start()
+        threading.Event().wait(0.5)
+        beats = len(loop.heart.beats)
+    loop.stop.set()
+    beating.join(2)
+    assert beats >= 3
+
+
+def test_a_failed_first_beat_is_retried(monkeypatch):
+    """A claimed trial whose first beat failed had no heartbeat at all, so it could never go stale."""
+    from spp_search import storage
+
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 1)
+    loop = _loop(study, trials=1)
+    loop.heart = _Heart(failures=2)
+    trial = _claim(loop)
+    assert trial is not None and loop.heart.beats == [trial._trial_id]
+
+
+class _RunnerFailedElsewhere:
+    """While this trial trains, another driver declares it stale: FAILs and re-queues it."""
+
+    def __init__(self, study) -> None:
+        self.study = study
+
+    def run(self, spec, reporter):
+        from spp_search.outcomes import Outcome
+        from spp_search.trial import TrialResult
+
+        trial = self.study.trials[spec.number]
+        self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        budget.requeue(self.study, trial, 2)
+        return TrialResult(outcome=Outcome.OK, value=0.8, epochs=[{"val_accuracy": 0.8}])
+
+
+def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(tmp_path):
+    """tell() raised UpdateFinishedTrialError and the driver died with a traceback."""
+    from mlflow import MlflowClient
+
+    from spp_search.progress import StudyProgress
+    from spp_search.tracking import Tracker
+
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 1)
+    loop = _loop(study, trials=1)
+    loop.tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "stale")
+    loop.tracker.open_study({}, {})
+    from rich.console import Console
+
+    with StudyProgress(Console(file=open(tmp_path / "out.txt", "w")), 1, 0, "x") as progress:
+        loop.progress = progress
+        trial = _claim(loop)
+        loop.run_one(trial, _RunnerFailedElsewhere(study))  # no exception
+    run = MlflowClient(f"sqlite:///{tmp_path}/m.db").get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["outcome"] == "stale"
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL  # as the other driver left it
+    assert budget.waiting_numbers(study) == {1}  # and its configuration waits to run again

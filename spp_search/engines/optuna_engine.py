@@ -37,6 +37,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
@@ -254,7 +255,10 @@ class TrialLoop:
         self.heart = storage if isinstance(storage, RDBStorage) else None
         self.progress, self.names = progress, names
         self.lock, self.stop = threading.Lock(), threading.Event()
-        self.in_flight: dict[int, int] = {}  # trial id -> number, for heartbeats
+        # the trials this driver runs, for heartbeats: under their own lock, so that a beat never
+        # waits for a claim stuck on the storage (and a live trial is not declared stale meanwhile)
+        self.flight_lock = threading.Lock()
+        self.in_flight: dict[int, int] = {}  # trial id -> number
         self.ran = 0
 
     def claim(self) -> optuna.Trial | None:
@@ -266,8 +270,9 @@ class TrialLoop:
                 if budget.waiting_numbers(self.study):
                     trial = self.study.ask()
                     if budget.is_ticket(self.study, trial):  # popped from the queue (decided from the trial itself)
-                        self.in_flight[trial._trial_id] = trial.number
-                        self._beat_now(trial._trial_id)  # a trial with no heartbeat is never stale
+                        with self.flight_lock:
+                            self.in_flight[trial._trial_id] = trial.number
+                        self._first_beat(trial._trial_id)  # a trial with no heartbeat is never stale
                         trial.set_user_attr("worker", WORKER_ID)
                         return trial
                     trial.set_user_attr("outcome", budget.NO_BUDGET)  # lost the race for the last ticket
@@ -285,7 +290,7 @@ class TrialLoop:
             try:
                 self.run_one(trial, runner)
             finally:
-                with self.lock:
+                with self.flight_lock:
                     self.in_flight.pop(trial._trial_id, None)
                     self.ran += 1
 
@@ -294,13 +299,31 @@ class TrialLoop:
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
                 self.heart.record_heartbeat(trial_id)
 
+    def _first_beat(self, trial_id: int) -> None:
+        """The first heartbeat, retried with backoff: Optuna only finds a trial stale by its
+        heartbeat, so a trial whose first beat was lost could never go stale if its driver died."""
+        if self.heart is not None:
+            heart = self.heart
+            with_retries(lambda: heart.record_heartbeat(trial_id), f"storage {redact(self.config.study.storage)}")
+
     def beat(self) -> None:
         """Record heartbeats of this driver's running trials until the loop stops."""
         while not self.stop.wait(HEARTBEAT_S):
-            with self.lock:
+            with self.flight_lock:
                 ids = list(self.in_flight)
             for trial_id in ids:
                 self._beat_now(trial_id)
+
+    def _finished_elsewhere(self, trial, run_id: str, start: float) -> None:
+        """Another driver found this trial stale while it ran (its heartbeats did not reach the
+        storage in time), failed it and re-queued its configuration, which runs again. Its result
+        is dropped, its MLflow run closed KILLED as ``stale`` (consistent with Optuna), and this
+        driver goes on."""
+        message = "finished by another driver while it ran (no heartbeat seen in time); its configuration was re-queued"
+        self.tracker.kill_trial(run_id, "stale", message)
+        self.progress.console.print(
+            f"trial {trial.number:>3} [yellow]stale[/yellow]: {message} ({time.perf_counter() - start:.1f} s)"
+        )
 
     def run(self, runners: list) -> None:
         """Run the slots (in the calling thread when there is one runner: Ctrl-C stops it there)."""
@@ -376,12 +399,16 @@ class TrialLoop:
             tracker.kill_trial(run_id, Outcome.CRASH.value, f"runner failed: {type(exc).__name__}", status="FAILED")
             raise
         retried = wants_retry(trial, result, config.study.max_retries)
-        if retried:
-            trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
-        frozen = with_retries(
-            lambda: tell(study, trial, result, reporter, config.study.failure_feedback),
-            f"storage {redact(config.study.storage)}",
-        )  # a result is never dropped
+        try:
+            if retried:
+                trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
+            frozen = with_retries(
+                lambda: tell(study, trial, result, reporter, config.study.failure_feedback),
+                f"storage {redact(config.study.storage)}",
+            )  # a result is never dropped, unless the trial is no longer ours (below)
+        except UpdateFinishedTrialError:
+            self._finished_elsewhere(trial, run_id, start)
+            return
         if retried:
             budget.requeue(study, trial, budget.attempt_of(trial) + 1)
         tags = {"optuna_state": frozen.state.name, "attempt": str(budget.attempt_of(trial))}
