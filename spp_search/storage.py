@@ -11,8 +11,11 @@ Journal storages have no heartbeat in Optuna 5: a killed worker's trial stays RU
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import optuna
@@ -98,3 +101,117 @@ def _db_errors() -> type[Exception]:
     from sqlalchemy.exc import OperationalError
 
     return OperationalError
+
+
+LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def exclusive(url: str, name: str, timeout: float = LOCK_TIMEOUT_S):
+    """Hold a lock named ``name`` in the storage at ``url``, across processes and machines.
+
+    Drivers that start together (``run`` twice, or the Compose file's driver and workers) must not
+    both create the study's tickets, ablation arms or MLflow parent run: that part of starting a
+    study runs under this lock. PostgreSQL: an advisory lock; MySQL/MariaDB: ``GET_LOCK``; Redis:
+    a ``SET NX`` key with an expiry; SQLite and journal files (one host): ``flock`` on a file
+    beside the database. A lock not obtained within ``timeout`` is a one-line ``ConfigError``.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    key = hashlib.sha256(f"spp-search:{name}".encode()).hexdigest()
+    if scheme in ("postgresql", "mysql"):
+        lock = _sql_lock(url, scheme, key, timeout)
+    elif scheme in ("redis", "rediss"):
+        lock = _redis_lock(url, key, timeout)
+    else:
+        lock = _file_lock(_local_path(url), key, timeout)
+    with lock:
+        yield
+
+
+def _local_path(url: str) -> Path:
+    path = url.split("://", 1)[1] if "://" in url else url
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+    elif url.startswith("journal://"):
+        path = url.removeprefix("journal://")
+        path = path.removeprefix("/") if path.startswith("/.") else path
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _file_lock(database: Path, key: str, timeout: float):
+    import fcntl
+
+    path = database.with_name(f".{database.name}.{key[:12]}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(_lock_error(str(database), timeout)) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _sql_lock(url: str, scheme: str, key: str, timeout: float):
+    import sqlalchemy
+
+    engine = with_retries(lambda: sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool), "storage")
+    number = int(key[:15], 16)  # fits PostgreSQL's bigint advisory key
+    try:
+        with with_retries(engine.connect, f"storage {redact(url)}") as conn:
+            if scheme == "postgresql":
+                conn.execute(sqlalchemy.text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
+                try:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": number})
+                except sqlalchemy.exc.OperationalError:
+                    raise ConfigError(_lock_error(redact(url), timeout)) from None
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+            else:
+                got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, :t)"), {"k": key[:60], "t": timeout}).scalar()
+                if got != 1:
+                    raise ConfigError(_lock_error(redact(url), timeout))
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": key[:60]})
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _redis_lock(url: str, key: str, timeout: float):
+    import uuid
+
+    import redis
+
+    client = redis.Redis.from_url(url)
+    token, name = uuid.uuid4().hex, f"spp-search:lock:{key}"
+    deadline = time.monotonic() + timeout
+    while not with_retries(lambda: client.set(name, token, nx=True, px=int(timeout * 1000)), f"storage {redact(url)}"):
+        if time.monotonic() > deadline:
+            raise ConfigError(_lock_error(redact(url), timeout))
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        if client.get(name) == token.encode():
+            client.delete(name)
+
+
+def _lock_error(where: str, timeout: float) -> str:
+    return (
+        f"`storage` must grant the study's start-up lock, but {where} did not within {timeout:g} s. "
+        "Another driver may be stuck starting: stop it, or wait and retry."
+    )

@@ -35,9 +35,22 @@ class Tracker:
     def __init__(self, tracking_uri: str, study_name: str) -> None:
         self.client = _Retrying(MlflowClient(tracking_uri), redact(tracking_uri))
         self.study_name = study_name
-        experiment = self.client.get_experiment_by_name(study_name)
-        self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(study_name)
+        self.experiment_id = self._experiment(study_name)
         self.parent_id: str | None = None
+
+    def _experiment(self, name: str) -> str:
+        """The study's experiment id, created if missing (another process may create it first)."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def _runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=50000)

@@ -7,6 +7,7 @@ These servers run on our machines and in CI: a test fails, not skips, when one i
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 import optuna
@@ -65,3 +66,66 @@ def test_credentials_never_reach_mlflow_or_the_console(tmp_path, capsys):
     assert main(["--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert secret not in err and "postgres:***@" in err
+
+
+def _held_elsewhere(url: str, name: str, release: threading.Event, held: threading.Event) -> None:
+    from spp_search.storage import exclusive
+
+    with exclusive(url, name):
+        held.set()
+        release.wait(10)
+
+
+def test_the_start_up_lock_excludes_other_drivers_on_every_storage(storage):
+    """top_up and the MLflow parent run used to race when drivers started together."""
+    from spp_search.errors import ConfigError
+    from spp_search.storage import exclusive
+
+    release, held = threading.Event(), threading.Event()
+    other = threading.Thread(target=_held_elsewhere, args=(storage, "start:x", release, held), daemon=True)
+    other.start()
+    assert held.wait(20)
+    with pytest.raises(ConfigError, match="start-up lock"), exclusive(storage, "start:x", timeout=0.5):
+        pass
+    with exclusive(storage, "start:other-study", timeout=5):  # another name is another lock
+        pass
+    release.set()
+    other.join(10)
+    with exclusive(storage, "start:x", timeout=5):  # free again
+        pass
+
+
+def test_two_runs_started_together_create_the_study_once(tmp_path):
+    """Two `run` commands on one PostgreSQL study with a fresh SQLite MLflow store: the second used
+    to die with a traceback while MLflow created its schema, and both topped the study up."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if os.environ.get("SPP_SKIP_SERVICES") == "1":
+        pytest.skip("SPP_SKIP_SERVICES=1")
+    root = Path(__file__).resolve().parent.parent
+    with fresh_database("postgresql") as url:
+        raw = tiny_config(tmp_path, name="together", trials=4, storage=url, workers=1, epochs=1)
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(root / "study.py"), "--config", str(path)],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outputs)
+        from spp_search.storage import make_storage
+
+        study = optuna.load_study(study_name="together", storage=make_storage(url))
+        assert len(study.trials) == 4 and counted(study) == 4  # no second set of tickets
+        client = MlflowClient(raw["study"]["tracking_uri"])
+        runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
+        assert sum(r.data.tags.get("spp_search.role") == "study" for r in runs) == 1
+        assert sum(r.data.tags.get("spp_search.role") == "trial" for r in runs) == 4

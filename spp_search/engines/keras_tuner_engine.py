@@ -40,6 +40,7 @@ from spp_search.engines.optuna_engine import (
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress
 from spp_search.redaction import redact_cut
+from spp_search.storage import exclusive
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
@@ -186,19 +187,20 @@ def mirrored_trial(config: StudyConfig, params: dict, result: TrialResult, value
 def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, project_dir: Path) -> StudySummary:
     """Run (or resume) the study with KerasTuner; trials are tracked and mirrored as with Optuna."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(config)
-    tracker = Tracker(config.study.tracking_uri, config.study.name)
-    tracker.open_study(
-        config.to_dict(),
-        {
-            **config.defaults,
-            "device": device,
-            "backend": config.study.backend,
-            "engine": "keras-tuner",
-            "tuner": config.study.tuner,
-        },
-    )
-    closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan
+    with exclusive(config.study.storage, f"start:{config.study.name}"):  # as the Optuna engine
+        study = open_study(config)
+        tracker = Tracker(config.study.tracking_uri, config.study.name)
+        tracker.open_study(
+            config.to_dict(),
+            {
+                **config.defaults,
+                "device": device,
+                "backend": config.study.backend,
+                "engine": "keras-tuner",
+                "tuner": config.study.tuner,
+            },
+        )
+        closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
     hp = kt.HyperParameters()

@@ -51,7 +51,7 @@ from spp_search.isolation import TrialInterrupted, WorkerStartError
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
 from spp_search.redaction import redact, redact_cut
-from spp_search.storage import HEARTBEAT_S, make_storage, with_retries
+from spp_search.storage import HEARTBEAT_S, exclusive, make_storage, with_retries
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
@@ -428,18 +428,21 @@ def run_study(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     holder: dict = {}
-    study = open_study(config, holder)
-    study.sampler = make_sampler(config, driver_seed(study, config.study.seed))
-    if prepare is not None and not study.get_trials(deepcopy=False):
-        prepare(study)
-    if not join:
-        budget.top_up(study, config.study.trials)
-    total = int(study.user_attrs.get("total_trials", config.study.trials))
-    config = dataclasses.replace(config, study=dataclasses.replace(config.study, trials=total))
-    tracker = Tracker(config.study.tracking_uri, config.study.name)
-    holder.update(tracker=tracker, config=config)
-    tracker.open_study(config.to_dict(), {**config.defaults, "device": device, "backend": config.study.backend})
-    closed = tracker.close_orphans(live_run_ids(study))
+    # drivers starting together must not both enqueue the tickets (or an ablation's arms), nor
+    # both create the MLflow experiment, its schema or the parent run: start-up runs under a lock
+    with exclusive(config.study.storage, f"start:{config.study.name}"):
+        study = open_study(config, holder)
+        study.sampler = make_sampler(config, driver_seed(study, config.study.seed))
+        if prepare is not None and not study.get_trials(deepcopy=False):
+            prepare(study)
+        if not join:
+            budget.top_up(study, config.study.trials)
+        total = int(study.user_attrs.get("total_trials", config.study.trials))
+        config = dataclasses.replace(config, study=dataclasses.replace(config.study, trials=total))
+        tracker = Tracker(config.study.tracking_uri, config.study.name)
+        holder.update(tracker=tracker, config=config)
+        tracker.open_study(config.to_dict(), {**config.defaults, "device": device, "backend": config.study.backend})
+        closed = tracker.close_orphans(live_run_ids(study))
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
     names = config.space.names or ("levels", "pooling")
