@@ -58,7 +58,15 @@ def make_storage(url: str, on_stale: Callable | None = None) -> BaseStorage:
             heartbeat_stale_trial_callback=on_stale,
         ),
         f"storage {redact(url)}",
+        transient=_schema_race,
     )
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Two processes creating a fresh database's schema at once: the loser's insert of the schema
+    version (or of a table) fails; a moment later the schema is there, so it is retried."""
+    text = str(exc)
+    return "alembic_version" in text or "already exists" in text
 
 
 def with_retries(

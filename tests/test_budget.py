@@ -202,3 +202,29 @@ def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(
     assert run.info.status == "KILLED" and run.data.tags["outcome"] == "stale"
     assert study.trials[0].state == optuna.trial.TrialState.FAIL  # as the other driver left it
     assert budget.waiting_numbers(study) == {1}  # and its configuration waits to run again
+
+
+def test_journal_storages_fail_the_trials_of_a_driver_whose_lease_expired(tmp_path):
+    """Journal storages (file, Redis) have no heartbeat: a SIGKILLed driver's trial stayed RUNNING
+    forever and a rerun waited on it. Each driver now renews a lease; an expired one frees its trials."""
+    import time
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from spp_search.engines.optuna_engine import LEASE_PREFIX, fail_expired_leases
+
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
+    budget.top_up(study, 2)
+    dead, alive = study.ask(), study.ask()
+    dead.set_user_attr("worker", "gone:1")
+    alive.set_user_attr("worker", "here:2")
+    study.set_user_attr(LEASE_PREFIX + "gone:1", time.time() - 100)
+    study.set_user_attr(LEASE_PREFIX + "here:2", time.time())
+    handed = []
+    failed = fail_expired_leases(
+        study, grace=30, callback=lambda s, t: (handed.append(t.number), budget.requeue(s, t, 2))
+    )
+    assert failed == [0] and handed == [0]
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[0] == "FAIL" and states[1] == "RUNNING" and budget.waiting_numbers(study) == {2}
+    assert fail_expired_leases(study, grace=30, callback=lambda s, t: None) == []  # once only

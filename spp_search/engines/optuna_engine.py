@@ -51,7 +51,7 @@ from spp_search.isolation import TrialInterrupted, WorkerStartError
 from spp_search.outcomes import Outcome
 from spp_search.progress import StudyProgress, summary_table
 from spp_search.redaction import redact, redact_cut
-from spp_search.storage import HEARTBEAT_S, exclusive, make_storage, with_retries
+from spp_search.storage import GRACE_S, HEARTBEAT_S, exclusive, make_storage, with_retries
 from spp_search.tracking import Tracker
 from spp_search.trial import TrialResult, TrialSpec
 
@@ -137,6 +137,39 @@ def on_stale(holder: dict):
             requeue(study, trial, attempt_of(trial) + 1)
 
     return callback
+
+
+LEASE_PREFIX = "lease:"
+
+
+def renew_lease(study: optuna.Study, driver: str = WORKER_ID) -> None:
+    """Journal storages (file, Redis) have no heartbeat in Optuna: each driver keeps a lease, the
+    time of its last beat, in the study's user attributes (one key per driver: an upsert)."""
+    study.set_user_attr(LEASE_PREFIX + driver, time.time())
+
+
+def fail_expired_leases(study: optuna.Study, grace: float, callback) -> list[int]:
+    """Fail the RUNNING trials whose driver's lease is older than ``grace`` seconds (its driver is
+    gone: SIGKILL, machine loss), as Optuna's heartbeat does for RDB storages, and hand each to
+    ``callback(study, frozen_trial)`` (close its MLflow run, re-queue it). A trial whose driver
+    never renewed a lease counts from its start. Returns the numbers failed here.
+
+    Leases are wall-clock times written by each driver's host: hosts sharing a journal storage
+    need clocks within a few seconds of each other (NTP), far below the 30 s grace.
+    """
+    now, leases, failed = time.time(), study.user_attrs, []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lease = leases.get(LEASE_PREFIX + trial.user_attrs.get("worker", ""))
+        last = lease if lease is not None else trial.datetime_start.timestamp()
+        if now - last <= grace:
+            continue
+        try:
+            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another driver got there first
+        failed.append(trial.number)
+        callback(study, study._storage.get_trial(trial._trial_id))
+    return failed
 
 
 class OptunaReporter:
@@ -250,9 +283,11 @@ class TrialLoop:
     running trials alive in RDB storages.
     """
 
-    def __init__(self, study, config, tracker, device, progress, names, storage=None) -> None:
+    def __init__(self, study, config, tracker, device, progress, names, storage=None, on_stale=None) -> None:
         self.study, self.config, self.tracker, self.device = study, config, tracker, device
         self.heart = storage if isinstance(storage, RDBStorage) else None
+        # journal storages: leases instead of heartbeats (``on_stale`` handles a dead driver's trial)
+        self.on_stale = on_stale if storage is not None and self.heart is None else None
         self.progress, self.names = progress, names
         self.lock, self.stop = threading.Lock(), threading.Event()
         # the trials this driver runs, for heartbeats: under their own lock, so that a beat never
@@ -280,7 +315,7 @@ class TrialLoop:
                     continue
                 if not budget.running(self.study):
                     return None  # nothing left to run anywhere
-            optuna.storages.fail_stale_trials(self.study)
+            self._fail_stale()
             self.stop.wait(HEARTBEAT_S)
         return None
 
@@ -294,17 +329,30 @@ class TrialLoop:
                     self.in_flight.pop(trial._trial_id, None)
                     self.ran += 1
 
+    def _fail_stale(self) -> None:
+        """Fail (and re-queue) trials whose driver died: by heartbeat (RDB) or by lease (journal)."""
+        if self.heart is not None:
+            optuna.storages.fail_stale_trials(self.study)
+        elif self.on_stale is not None:
+            fail_expired_leases(self.study, GRACE_S, self.on_stale)
+
     def _beat_now(self, trial_id: int) -> None:
         if self.heart is not None:
             with contextlib.suppress(Exception):  # a missed beat is retried next interval
                 self.heart.record_heartbeat(trial_id)
+        elif self.on_stale is not None:
+            with contextlib.suppress(Exception):
+                renew_lease(self.study)
 
     def _first_beat(self, trial_id: int) -> None:
-        """The first heartbeat, retried with backoff: Optuna only finds a trial stale by its
-        heartbeat, so a trial whose first beat was lost could never go stale if its driver died."""
+        """The first heartbeat (or lease renewal), retried with backoff: Optuna only finds a trial
+        stale by its heartbeat, so a trial whose first beat was lost could never go stale."""
+        where = f"storage {redact(self.config.study.storage)}"
         if self.heart is not None:
             heart = self.heart
-            with_retries(lambda: heart.record_heartbeat(trial_id), f"storage {redact(self.config.study.storage)}")
+            with_retries(lambda: heart.record_heartbeat(trial_id), where)
+        elif self.on_stale is not None:
+            with_retries(lambda: renew_lease(self.study), where)
 
     def beat(self) -> None:
         """Record heartbeats of this driver's running trials until the loop stops."""
@@ -328,7 +376,7 @@ class TrialLoop:
     def run(self, runners: list) -> None:
         """Run the slots (in the calling thread when there is one runner: Ctrl-C stops it there)."""
         heart = None
-        if self.heart is not None:
+        if self.heart is not None or self.on_stale is not None:
             heart = threading.Thread(target=self.beat, name="heartbeat", daemon=True)
             heart.start()
         try:
@@ -452,7 +500,7 @@ def run_study(
     status, loop = "FAILED", None
     try:
         with StudyProgress(console, total, min(budget.counted(study), total), label) as progress:
-            loop = TrialLoop(study, config, tracker, device, progress, names, holder.get("storage"))
+            loop = TrialLoop(study, config, tracker, device, progress, names, holder.get("storage"), on_stale(holder))
             loop.run(runners)
         status = "FINISHED" if budget.counted(study) >= total else "RUNNING"
     except KeyboardInterrupt:
