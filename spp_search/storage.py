@@ -6,6 +6,9 @@
 * ``journal:///path/to/study.log``: Optuna's journal storage on a file.
 * ``redis://host:6379/0``: the journal storage on Redis.
 
+Every storage comes wrapped in ``RetryingStorage``: each call retries a lost connection with
+backoff, so a storage that is away for a few seconds does not end a driver.
+
 Journal storages have no heartbeat in Optuna 5: a killed worker's trial stays RUNNING there.
 """
 
@@ -20,6 +23,8 @@ from typing import TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend, JournalStorage
 
 from spp_search.errors import ConfigError, must
@@ -34,11 +39,13 @@ T = TypeVar("T")
 def make_storage(url: str, on_stale: Callable | None = None) -> BaseStorage:
     """The Optuna storage for ``url`` (see the module docstring), reachable or a clear error."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    where = f"storage {redact(url)}"
     if scheme == "journal":
         path = url.removeprefix("journal://")
-        return JournalStorage(JournalFileBackend(path.removeprefix("/") if path.startswith("/.") else path))
+        path = path.removeprefix("/") if path.startswith("/.") else path
+        return RetryingStorage(JournalStorage(JournalFileBackend(path)), where)
     if scheme in ("redis", "rediss"):
-        return with_retries(lambda: JournalStorage(JournalRedisBackend(url)), f"storage {redact(url)}")
+        return RetryingStorage(with_retries(lambda: JournalStorage(JournalRedisBackend(url)), where), where)
     if scheme not in RDB_SCHEMES:
         raise ConfigError(
             must(
@@ -49,7 +56,7 @@ def make_storage(url: str, on_stale: Callable | None = None) -> BaseStorage:
             )
         )
     engine = {"pool_pre_ping": True} if scheme != "sqlite" else {"connect_args": {"timeout": 60}}
-    return with_retries(
+    rdb = with_retries(
         lambda: RDBStorage(
             url,
             engine_kwargs=engine,
@@ -57,9 +64,10 @@ def make_storage(url: str, on_stale: Callable | None = None) -> BaseStorage:
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=on_stale,
         ),
-        f"storage {redact(url)}",
+        where,
         transient=_schema_race,
     )
+    return RetryingStorage(_CachedStorage(rdb), where)  # the cache Optuna puts in front of an RDB
 
 
 def _schema_race(exc: Exception) -> bool:
@@ -223,3 +231,55 @@ def _lock_error(where: str, timeout: float) -> str:
         f"`storage` must grant the study's start-up lock, but {where} did not within {timeout:g} s. "
         "Another driver may be stuck starting: stop it, or wait and retry."
     )
+
+
+class RetryingStorage(BaseStorage, BaseHeartbeat):
+    """An Optuna storage whose every call retries a lost connection with backoff (1, 2, 4, 8 s).
+
+    Without it a storage that went away for a few seconds (a restarted server, a network blip)
+    ended every driver with a traceback from whichever call met it first. The methods of
+    ``BaseStorage`` and ``BaseHeartbeat`` delegate to the wrapped storage through ``with_retries``;
+    heartbeat support is the wrapped storage's own (``get_heartbeat_interval`` is None for journal
+    storages). ``inner`` is kept for code that needs the real storage type.
+    """
+
+    def __init__(self, inner: BaseStorage, where: str) -> None:
+        self.inner, self._where = inner, where
+
+    def __getattr__(self, name: str):  # private helpers of the wrapped storage, unretried
+        return getattr(self.inner, name)
+
+    def get_heartbeat_interval(self) -> int | None:
+        """The wrapped storage's heartbeat interval; None where it has no heartbeat (journal)."""
+        return self.inner.get_heartbeat_interval() if isinstance(self.inner, BaseHeartbeat) else None
+
+
+def _retrying(name: str):
+    def method(self, *args, **kwargs):
+        call = getattr(self.inner, name)
+        return with_retries(lambda: call(*args, **kwargs), self._where, transient=_connection_lost)
+
+    method.__name__ = name
+    return method
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """A Redis or database connection that dropped (not covered by ``with_retries``'s own list)."""
+    try:
+        import redis
+
+        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return True
+    except ImportError:
+        pass
+    text = str(exc).lower()
+    return any(w in text for w in ("connection", "server closed", "terminating", "broken pipe"))
+
+
+for _name in sorted(
+    {n for cls in (BaseStorage, BaseHeartbeat) for n in vars(cls) if not n.startswith("__")}
+    - {"get_heartbeat_interval"}
+):
+    if callable(getattr(BaseStorage, _name, None) or getattr(BaseHeartbeat, _name, None)):
+        setattr(RetryingStorage, _name, _retrying(_name))
+RetryingStorage.__abstractmethods__ = frozenset()

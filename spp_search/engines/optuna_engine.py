@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from rich.console import Console
 
@@ -101,7 +100,7 @@ def open_study(config: StudyConfig, holder: dict | None = None) -> optuna.Study:
     """
     holder = holder if holder is not None else {}
     storage = make_storage(config.study.storage, on_stale(holder))
-    holder["storage"] = storage  # the RDBStorage itself: the study wraps it in a cache
+    holder["storage"] = storage  # for the trial loop: heartbeats (RDB) or leases (journal)
     study = optuna.create_study(
         study_name=config.study.name,
         storage=storage,
@@ -148,7 +147,7 @@ def renew_lease(study: optuna.Study, driver: str = WORKER_ID) -> None:
     study.set_user_attr(LEASE_PREFIX + driver, time.time())
 
 
-def fail_expired_leases(study: optuna.Study, grace: float, callback) -> list[int]:
+def fail_expired_leases(study: optuna.Study, grace: float, callback, unowned_only: bool = False) -> list[int]:
     """Fail the RUNNING trials whose driver's lease is older than ``grace`` seconds (its driver is
     gone: SIGKILL, machine loss), as Optuna's heartbeat does for RDB storages, and hand each to
     ``callback(study, frozen_trial)`` (close its MLflow run, re-queue it). A trial whose driver
@@ -156,9 +155,15 @@ def fail_expired_leases(study: optuna.Study, grace: float, callback) -> list[int
 
     Leases are wall-clock times written by each driver's host: hosts sharing a journal storage
     need clocks within a few seconds of each other (NTP), far below the 30 s grace.
+
+    ``unowned_only`` (RDB storages, whose heartbeats cover every claimed trial): only trials no
+    driver claimed, e.g. one a lost connection's retried call popped twice, which no heartbeat
+    would ever find stale.
     """
     now, leases, failed = time.time(), study.user_attrs, []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if unowned_only and "worker" in trial.user_attrs:
+            continue
         lease = leases.get(LEASE_PREFIX + trial.user_attrs.get("worker", ""))
         last = lease if lease is not None else trial.datetime_start.timestamp()
         if now - last <= grace:
@@ -285,9 +290,11 @@ class TrialLoop:
 
     def __init__(self, study, config, tracker, device, progress, names, storage=None, on_stale=None) -> None:
         self.study, self.config, self.tracker, self.device = study, config, tracker, device
-        self.heart = storage if isinstance(storage, RDBStorage) else None
+        beats = storage is not None and storage.get_heartbeat_interval() is not None
+        self.heart = storage if beats else None  # RDB storages; journal storages have none
         # journal storages: leases instead of heartbeats (``on_stale`` handles a dead driver's trial)
         self.on_stale = on_stale if storage is not None and self.heart is None else None
+        self.stale_callback = on_stale
         self.progress, self.names = progress, names
         self.lock, self.stop = threading.Lock(), threading.Event()
         # the trials this driver runs, for heartbeats: under their own lock, so that a beat never
@@ -333,6 +340,8 @@ class TrialLoop:
         """Fail (and re-queue) trials whose driver died: by heartbeat (RDB) or by lease (journal)."""
         if self.heart is not None:
             optuna.storages.fail_stale_trials(self.study)
+            if self.stale_callback is not None:
+                fail_expired_leases(self.study, GRACE_S, self.stale_callback, unowned_only=True)
         elif self.on_stale is not None:
             fail_expired_leases(self.study, GRACE_S, self.on_stale)
 
