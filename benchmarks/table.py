@@ -332,6 +332,27 @@ def study_port_section(data: dict) -> list[str]:
     ]
 
 
+def chaos_section(data: dict) -> list[str]:
+    """``tests/test_chaos.py`` runs recorded with ``SPP_CHAOS_RESULTS`` (per storage)."""
+    lines = [
+        "## Chaos suite (tests/test_chaos.py): a driver and 3 workers, 40 trials, kills, a stop and an outage",
+        "",
+        "| storage | run | counted / trials | re-queued | by a dead driver | stale while training | "
+        "duplicate configs | outages | wall s | exit codes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, runs in data.items():
+        if kind == "environment":
+            continue
+        for i, r in enumerate(runs, 1):
+            lines.append(
+                f"| {kind} | {i} | {r['counted']} / {r['trials']} | {r['requeued']} | {r['lost_driver']} | "
+                f"{r['stale_while_training']} | {r['duplicates']} | {r['outages']} | {r['wall_s']:.0f} | "
+                f"{sorted(set(r['exit_codes'].values()))} |"
+            )
+    return lines
+
+
 def startup_section(data: dict) -> list[str]:
     return [
         "## Start-up of the commands that only read results (median of fresh processes)",
@@ -352,6 +373,7 @@ SECTIONS = {
     "startup": startup_section,
     "spp_port": port_section,
     "study_port": study_port_section,
+    "chaos": chaos_section,
 }
 
 
@@ -368,7 +390,8 @@ def write_table(folder: Path = RESULTS) -> Path:
                 continue
             body = section(data)
             body[0] = body[0] + label
-            lines += [*body, "", _footer(data["environment"]), ""]
+            footer = [_footer(data["environment"])] if "environment" in data else []
+            lines += [*body, "", *footer, ""]
     for data in _gpu_runs(folder).values():
         lines += ["", *gpu_section(data), _footer(data["environment"]), ""]
     path = folder / "summary.md"

@@ -97,6 +97,17 @@ def storage(request):
         redis.Redis(port=6379, db=db).flushdb()
 
 
+def _record(kind: str, figures: dict) -> None:
+    """With ``SPP_CHAOS_RESULTS=FILE``, append this run's figures to FILE (JSON, per storage):
+    ``SPP_CHAOS_RESULTS=benchmarks/results/chaos.json pytest tests/test_chaos.py`` (the README's)."""
+    path = os.environ.get("SPP_CHAOS_RESULTS")
+    if not path:
+        return
+    results = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    results.setdefault(kind, []).append({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **figures})
+    Path(path).write_text(json.dumps(results, indent=2))
+
+
 def test_the_budget_and_the_records_survive_kills_stops_and_a_storage_outage(storage, tmp_path):
     direct, proxied, proxy = storage
     rng = random.Random(11)
@@ -160,6 +171,21 @@ def test_the_budget_and_the_records_survive_kills_stops_and_a_storage_outage(sto
         f"{requeued} re-queued ({lost} by a dead driver's expired heartbeat or lease, {stale} stale while they "
         f"trained), {duplicates} duplicate configurations, {proxy.drops} storage outage(s), "
         f"{wall:.0f} s wall"
+    )
+    _record(
+        direct.split(":")[0],
+        {
+            "events": events,
+            "counted": len(kept),
+            "trials": len(trials),
+            "requeued": requeued,
+            "lost_driver": lost,
+            "stale_while_training": stale,
+            "duplicates": duplicates,
+            "outages": proxy.drops,
+            "wall_s": round(wall, 1),
+            "exit_codes": codes,
+        },
     )
     assert set(codes.values()) == {0}, (codes, logs)
     assert counted(study) == TOTAL and len(kept) == TOTAL, logs

@@ -304,8 +304,14 @@ class TrialLoop:
         self.ran = 0
 
     def claim(self) -> optuna.Trial | None:
-        """The next ticket, or None when the study's total is reached (or we are stopping)."""
+        """The next ticket, or None when the study's total is reached (or we are stopping).
+
+        Stale trials (their driver died or stopped past the grace) are failed and re-queued before
+        each claim, as Optuna's own ``optimize`` does, not only while waiting: drivers busy with a
+        full queue would otherwise leave them RUNNING until the queue ran dry.
+        """
         while not self.stop.is_set():
+            self._fail_stale()
             with self.lock:
                 if budget.counted(self.study) >= self.config.study.trials:
                     return None
@@ -322,7 +328,6 @@ class TrialLoop:
                     continue
                 if not budget.running(self.study):
                     return None  # nothing left to run anywhere
-            self._fail_stale()
             self.stop.wait(HEARTBEAT_S)
         return None
 
