@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import optuna
+import pytest
 
 from spp_search.config import build_config
 from spp_search.engines import budget
@@ -165,10 +166,11 @@ def test_a_failed_first_beat_is_retried(monkeypatch):
 
 
 class _RunnerFailedElsewhere:
-    """While this trial trains, another driver declares it stale: FAILs and re-queues it."""
+    """While this trial trains, another driver declares it stale: FAILs and re-queues it. With
+    ``report``, the trial then reports an epoch (a driver SIGSTOPped mid-epoch and resumed)."""
 
-    def __init__(self, study) -> None:
-        self.study = study
+    def __init__(self, study, report: bool = False) -> None:
+        self.study, self.report = study, report
 
     def run(self, spec, reporter):
         from spp_search.outcomes import Outcome
@@ -177,11 +179,15 @@ class _RunnerFailedElsewhere:
         trial = self.study.trials[spec.number]
         self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         budget.requeue(self.study, trial, 2)
+        if self.report:
+            reporter.epoch_end(0, {"val_accuracy": 0.8})
         return TrialResult(outcome=Outcome.OK, value=0.8, epochs=[{"val_accuracy": 0.8}])
 
 
-def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(tmp_path):
-    """tell() raised UpdateFinishedTrialError and the driver died with a traceback."""
+@pytest.mark.parametrize("report", [False, True], ids=["at-tell", "at-epoch-report"])
+def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(tmp_path, report):
+    """tell() raised UpdateFinishedTrialError and the driver died with a traceback; so did the
+    next epoch's report (the chaos suite's SIGSTOPped driver, resumed mid-trial)."""
     from mlflow import MlflowClient
 
     from spp_search.progress import StudyProgress
@@ -197,7 +203,7 @@ def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(
     with StudyProgress(Console(file=open(tmp_path / "out.txt", "w")), 1, 0, "x") as progress:
         loop.progress = progress
         trial = _claim(loop)
-        loop.run_one(trial, _RunnerFailedElsewhere(study))  # no exception
+        loop.run_one(trial, _RunnerFailedElsewhere(study, report))  # no exception
     run = MlflowClient(f"sqlite:///{tmp_path}/m.db").get_run(study.trials[0].user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["outcome"] == "stale"
     assert study.trials[0].state == optuna.trial.TrialState.FAIL  # as the other driver left it

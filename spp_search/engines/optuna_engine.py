@@ -376,13 +376,14 @@ class TrialLoop:
             for trial_id in ids:
                 self._beat_now(trial_id)
 
-    def _finished_elsewhere(self, trial, run_id: str, start: float) -> None:
+    def _finished_elsewhere(self, trial, run_id: str | None, start: float) -> None:
         """Another driver found this trial stale while it ran (its heartbeats did not reach the
         storage in time), failed it and re-queued its configuration, which runs again. Its result
         is dropped, its MLflow run closed KILLED as ``stale`` (consistent with Optuna), and this
         driver goes on."""
         message = "finished by another driver while it ran (no heartbeat seen in time); its configuration was re-queued"
-        self.tracker.kill_trial(run_id, "stale", message)
+        if run_id is not None:
+            self.tracker.kill_trial(run_id, "stale", message)
         self.progress.console.print(
             f"trial {trial.number:>3} [yellow]stale[/yellow]: {message} ({time.perf_counter() - start:.1f} s)"
         )
@@ -419,7 +420,23 @@ class TrialLoop:
                 raise
 
     def run_one(self, trial: optuna.Trial, runner) -> None:
-        """Train, tell and track one claimed trial."""
+        """Train, tell and track one claimed trial.
+
+        Whatever step finds the trial finished by another driver (its epoch report, its tell, a
+        user attribute) ends it as ``stale`` here: the other driver already re-queued it.
+        """
+        start, run_id = time.perf_counter(), None
+
+        def started(new_run_id: str) -> None:
+            nonlocal run_id
+            run_id = new_run_id
+
+        try:
+            self._run_one(trial, runner, started, start)
+        except UpdateFinishedTrialError:
+            self._finished_elsewhere(trial, run_id, start)
+
+    def _run_one(self, trial: optuna.Trial, runner, started, start: float) -> None:
         study, config, tracker = self.study, self.config, self.tracker
         factors = config.space.suggest(trial, config.defaults)
         trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
@@ -428,6 +445,7 @@ class TrialLoop:
         if "arm" in trial.user_attrs:
             extra["arm"] = trial.user_attrs["arm"]
         run_id = tracker.start_trial(trial.number, factors, extra)
+        started(run_id)
         trial.set_user_attr("mlflow_run_id", run_id)
         spec = TrialSpec(
             trial.number,
@@ -439,38 +457,33 @@ class TrialLoop:
             backend=config.study.backend,
         )
         reporter = OptunaReporter(trial, tracker, run_id, config.study.pruner != "none")
-        start = time.perf_counter()
         try:
             result = runner.run(spec, reporter)
+        except UpdateFinishedTrialError:
+            raise  # an epoch report found the trial finished elsewhere (run_one handles it)
         except (KeyboardInterrupt, TrialInterrupted, WorkerStartError):
             # not the trial's doing (Ctrl-C, the study stopping, a broken worker environment):
             # it runs again later at no attempt's cost
-            trial.set_user_attr("outcome", budget.INTERRUPTED)
-            study.tell(trial, state=TrialState.FAIL)
-            budget.requeue(study, trial, budget.attempt_of(trial))
+            if self._fail_if_ours(trial, budget.INTERRUPTED):
+                budget.requeue(study, trial, budget.attempt_of(trial))
             tracker.kill_trial(run_id, budget.INTERRUPTED)
             raise
         except BaseException as exc:
             # the runner itself failed (a broken pipe, a bug in the driver): a crash of this
             # trial, re-run while attempts are left; the study stops so that it is seen
-            trial.set_user_attr("outcome", Outcome.CRASH.value)
-            trial.set_user_attr("error_message", redact_cut(f"runner failed: {type(exc).__name__}: {exc}", 500))
-            study.tell(trial, state=TrialState.FAIL)
-            if budget.attempt_of(trial) <= config.study.max_retries:
+            message = redact_cut(f"runner failed: {type(exc).__name__}: {exc}", 500)
+            ours = self._fail_if_ours(trial, Outcome.CRASH.value, message)
+            if ours and budget.attempt_of(trial) <= config.study.max_retries:
                 budget.requeue(study, trial, budget.attempt_of(trial) + 1)
             tracker.kill_trial(run_id, Outcome.CRASH.value, f"runner failed: {type(exc).__name__}", status="FAILED")
             raise
         retried = wants_retry(trial, result, config.study.max_retries)
-        try:
-            if retried:
-                trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
-            frozen = with_retries(
-                lambda: tell(study, trial, result, reporter, config.study.failure_feedback),
-                f"storage {redact(config.study.storage)}",
-            )  # a result is never dropped, unless the trial is no longer ours (below)
-        except UpdateFinishedTrialError:
-            self._finished_elsewhere(trial, run_id, start)
-            return
+        if retried:
+            trial.set_user_attr(RETRIED, True)  # recorded; its re-run takes its place in the total
+        frozen = with_retries(
+            lambda: tell(study, trial, result, reporter, config.study.failure_feedback),
+            f"storage {redact(config.study.storage)}",
+        )  # a result is never dropped, unless the trial is no longer ours (run_one)
         if retried:
             budget.requeue(study, trial, budget.attempt_of(trial) + 1)
         tags = {"optuna_state": frozen.state.name, "attempt": str(budget.attempt_of(trial))}
@@ -478,6 +491,18 @@ class TrialLoop:
         self.progress.trial_done(trial.number, result, time.perf_counter() - start, describe(factors, self.names))
         if result.outcome is Outcome.CONFIG_ERROR:
             raise ConfigError(result.error_message)
+
+    def _fail_if_ours(self, trial: optuna.Trial, outcome: str, message: str | None = None) -> bool:
+        """FAIL the trial with ``outcome``; False when another driver already finished (and
+        re-queued) it, so that the caller does not re-queue it a second time."""
+        try:
+            trial.set_user_attr("outcome", outcome)
+            if message:
+                trial.set_user_attr("error_message", message)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+        return True
 
 
 def run_study(
