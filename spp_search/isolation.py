@@ -45,6 +45,7 @@ from spp_search.redaction import redact
 from spp_search.trial import Reporter, TrialResult, TrialSpec, run_trial
 
 POLL_S = 0.05
+TRACE_EVERY_S, TRACE_MAX = 0.2, 1000  # the memory trace a failed trial's evidence shows
 STARTUP_TIMEOUT_S = 600.0  # importing a backend and initialising a GPU takes seconds; a hang is a failure
 REPLACE_AFTER = (Outcome.CRASH, Outcome.TIMEOUT, Outcome.OOM_HOST, Outcome.OOM_GPU)
 
@@ -222,6 +223,18 @@ class _Observed:
     over_budget: bool = False
     oom_kills_before: int | None = None
     baseline_rss: int | None = None
+    memory: list = field(default_factory=list)  # (seconds since the trial started, worker RSS bytes)
+    last_progress: float | None = None  # monotonic time of the last epoch reported
+    exit_code: int | None = None
+
+    def sample(self, rss: int, since: float) -> None:
+        """Keep the memory trace: one sample per ``TRACE_EVERY_S``, thinned to ``TRACE_MAX``."""
+        now = time.monotonic() - since
+        if self.memory and now - self.memory[-1][0] < TRACE_EVERY_S:
+            return
+        self.memory.append((now, rss))
+        if len(self.memory) > TRACE_MAX:
+            self.memory = self.memory[::2]
 
 
 class ProcessRunner:
@@ -259,9 +272,38 @@ class ProcessRunner:
         if watch.baseline_rss is not None:
             result.stats["trial_rss_mb"] = max(0, watch.peak_rss - watch.baseline_rss) / 2**20
         result.stats["trial_wall_s"] = time.monotonic() - start
+        if result.outcome.failed:
+            result.evidence = {**(result.evidence or {}), **self._evidence(result.outcome, watch)}
         if result.outcome in REPLACE_AFTER:
             self._replace()
         return result
+
+    def _evidence(self, outcome: Outcome, watch: _Observed) -> dict:
+        """What the driver saw of a failed trial: the memory climb and the budgets (out of memory,
+        a dead worker), the time limit and the last progress (time-out)."""
+        mib = lambda b: None if b is None else round(b / 2**20, 1)  # noqa: E731
+        out: dict = {"peak_mb": mib(watch.peak_rss), "baseline_mb": mib(watch.baseline_rss)}
+        if outcome in (Outcome.OOM_HOST, Outcome.OOM_GPU, Outcome.CRASH):
+            out["budget_mb"] = mib(self.budgets.host_memory_bytes)
+            out["gpu_budget_mb"] = mib(self.budgets.gpu_memory_bytes)
+            out["memory_trace"] = {
+                "seconds": [round(t, 2) for t, _ in watch.memory],
+                "rss_mb": [mib(b) for _, b in watch.memory],
+            }
+        if outcome is Outcome.TIMEOUT:
+            elapsed = watch.memory[-1][0] if watch.memory else None
+            out.update(
+                timeout_s=self.budgets.trial_timeout_s,
+                elapsed_s=elapsed,
+                epochs_reported=len(watch.epochs),
+                last_epoch=watch.epochs[-1] if watch.epochs else None,
+                seconds_since_last_progress=None
+                if watch.last_progress is None
+                else round(time.monotonic() - watch.last_progress, 1),
+            )
+        if watch.exit_code is not None:
+            out["exit_code"] = watch.exit_code
+        return out
 
     def _replace(self) -> None:
         """Kill the current worker and start its successor now, so start-up overlaps other work."""
@@ -296,13 +338,17 @@ class ProcessRunner:
                     raise WorkerStartError(f"a worker process could not start: {redact(message[1])}")
                 elif message[0] == "epoch":
                     watch.epochs.append(message[2])
+                    watch.last_progress = time.monotonic()
                     worker.conn.send(reporter.epoch_end(message[1], message[2]))
                 elif message[0] == "result":
                     return message[1]
                 continue
             if not worker.process.is_alive():
                 return self._dead(worker, watch, spec)
-            watch.peak_rss = max(watch.peak_rss, worker.rss())
+            rss = worker.rss()
+            watch.peak_rss = max(watch.peak_rss, rss)
+            if sent:
+                watch.sample(rss, start)
             limit, timeout = self.budgets.host_memory_bytes, self.budgets.trial_timeout_s
             if sent and limit and watch.peak_rss > limit:
                 watch.over_budget = True
@@ -337,6 +383,7 @@ class ProcessRunner:
             raise TrialInterrupted(f"trial {spec.number} stopped: the study is stopping")
         worker.process.join(timeout=10)
         code = worker.process.exitcode
+        watch.exit_code = code
         kills = oom_kill_count()
         ours = watch.timed_out or watch.over_budget
         oom_killed = (

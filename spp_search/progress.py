@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from spp_search import failures
 from spp_search.outcomes import Outcome
 from spp_search.trial import TrialResult
 
@@ -41,8 +43,11 @@ class StudyProgress:
         value = f" val_acc={result.value:.3f}" if result.value is not None else ""
         where = f" at epoch {result.failed_epoch} step {result.failed_step}" if result.outcome.failed else ""
         self.console.print(
-            f"trial {number:>3} [{style}]{result.outcome.value}[/{style}]{value}{where} ({seconds:.1f} s) {factors}"
+            f"trial {number:>3} [{style}]{result.outcome.value}[/{style}]{value}{where} ({seconds:.1f} s) {factors}",
+            highlight=False,
         )
+        if result.outcome.failed:  # the one-line reason (the rest is in the trial's MLflow run)
+            self.console.print(f"          {escape(failures.one_line(result))}", highlight=False, soft_wrap=True)
         self.progress.advance(self.task)
 
 

@@ -28,7 +28,21 @@ def redact(text: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", text)
 
 
+# terminal colour and cursor codes (Keras and TensorFlow colour some of their error messages)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape codes, which MLflow would store (and show) verbatim.
+
+    >>> strip_ansi("\\x1b[1mValueError\\x1b[0m: bad")
+    'ValueError: bad'
+    """
+    return _ANSI.sub("", text)
+
+
 def redact_cut(text: str, limit: int) -> str:
-    """``text`` redacted, then cut to ``limit`` characters: cutting first could cut a URL between
-    its password and its '@', and leave a prefix of the password that no rule recognises."""
-    return redact(text)[:limit]
+    """``text`` redacted and without terminal codes, then cut to ``limit`` characters: cutting
+    first could cut a URL between its password and its '@', and leave a prefix of the password
+    that no rule recognises."""
+    return redact(strip_ansi(text))[:limit]

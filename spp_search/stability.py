@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import resource
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from spp_search.outcomes import exploded
 
 FAULT_STEP = 2  # the ``fault`` factor fails a trial at this training step
+RECENT_STEPS = 64  # steps kept in full (loss and gradient norm) for a divergence's evidence
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Watch:
     shapes: set = field(default_factory=set)  # input shapes of the training steps run
     validation_times: list[float] = field(default_factory=list)
     gpu_in_use: list[int] = field(default_factory=list)
+    # the last RECENT_STEPS steps as (step, loss, gradient norm): what led to a divergence
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_STEPS))
 
     def on_step(self, loss: float, grad_norm: float, seconds: float, new_shape: bool = False) -> bool:
         """Record one training step; return True if training must stop (diverged).
@@ -57,6 +61,7 @@ class Watch:
         self.step += 1
         self.step_times.append(seconds)
         self.grad_norms.append(grad_norm)
+        self.recent.append((self.step, loss, grad_norm))
         if self.step % self.log_every == 0 or self.step == 1 or not math.isfinite(loss):
             self.losses.append((self.step, loss))
         if not (math.isfinite(loss) and (math.isfinite(grad_norm) or not self.check_grads)):

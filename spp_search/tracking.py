@@ -15,6 +15,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from spp_search import failures
 from spp_search.factors import param_text
 from spp_search.redaction import redact, redact_cut
 from spp_search.storage import with_retries
@@ -108,19 +109,20 @@ class Tracker:
             metrics.append(Metric("objective", float(result.value), now, 0))
         self._log_metrics(run_id, metrics)
         all_tags = {"outcome": result.outcome.value, **tags}
-        if result.error_type:
-            all_tags.update(error_type=result.error_type, error_message=redact_cut(result.error_message, 500))
+        if result.outcome.failed:  # every failure says why (failures.py), exception or not
+            error_type, message = failures.reason(result)
+            all_tags.update(error_type=error_type, error_message=message)
         for key, value in (("failed_epoch", result.failed_epoch), ("failed_step", result.failed_step)):
             if value is not None:
                 all_tags[key] = str(value)
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
-        if result.traceback:
-            self.client.log_text(run_id, redact(result.traceback), "traceback.txt")
+        for name, text in failures.artifacts(result).items():
+            self.client.log_text(run_id, text, name)
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
 
     def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
         """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
-        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact(message))] if message else [])
+        tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact_cut(message, 500))] if message else [])
         self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
 

@@ -12,6 +12,7 @@ the engine owns the Optuna trial, the trial code only asks.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import time
 import traceback
@@ -22,8 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
-from spp_search.outcomes import Evidence, Outcome, classify
-from spp_search.redaction import redact, redact_cut
+from spp_search.outcomes import EXPLOSION_FACTOR, Evidence, Outcome, classify
+from spp_search.redaction import redact, redact_cut, strip_ansi
 from spp_search.stability import Watch, callback, stats
 
 
@@ -55,6 +56,7 @@ class TrialResult:
     traceback: str | None = None
     failed_epoch: int | None = None
     failed_step: int | None = None
+    evidence: dict = field(default_factory=dict)  # what shows the failure (``failures.py``)
 
 
 class Reporter(Protocol):
@@ -245,8 +247,31 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
         stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, _peak_gpu(trained, spec.device)),
         error_type=evidence.error_type,
         error_message=evidence.error_message,
-        traceback=redact("".join(traceback.format_exception(error))) if error else None,
+        traceback=redact(strip_ansi("".join(traceback.format_exception(error)))) if error else None,
         failed_epoch=watch.epoch if failed else None,
         failed_step=(watch.nonfinite_step or watch.exploded_step or watch.step) if failed else None,
+        evidence=_evidence(outcome, watch),
     )
     return result, trained
+
+
+def _evidence(outcome: Outcome, watch: Watch) -> dict:
+    """What the worker saw of a failure: the steps before a divergence (loss and gradient norm,
+    with the rule that stopped it), or the GPU memory in use at each epoch's end before an
+    out-of-memory error. The driver adds its own memory and time traces (``isolation.py``)."""
+    if outcome.diverged:
+        return {
+            "rule": "non-finite loss or gradient norm"
+            if outcome is Outcome.DIVERGED_NAN
+            else f"loss above {EXPLOSION_FACTOR:g}x the first batch's",
+            "initial_loss": watch.initial_loss,
+            "max_loss": watch.max_loss,
+            "explosion_factor": EXPLOSION_FACTOR,
+            "steps": [{"step": s, "loss": loss, "grad_norm": g} for s, loss, g in watch.recent],
+        }
+    if outcome in (Outcome.OOM_GPU, Outcome.OOM_HOST):
+        return {
+            "gpu_in_use_mb_by_epoch": [b / 2**20 for b in watch.gpu_in_use],
+            "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    return {}

@@ -21,19 +21,35 @@ def _check(runs, study, outcome, state, status, infeasible):
     assert last.user_attrs["outcome"] == "ok" and runs[-1].info.status == "FINISHED"
 
 
+def _failure(client, run) -> dict:
+    """The run's failure.json artifact."""
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(client.download_artifacts(run.info.run_id, "failure.json")).read_text())
+
+
 def test_allocation_past_the_host_budget_is_oom_host(tmp_path):
-    code, study, runs, _ = run_enqueued(
+    code, study, runs, client = run_enqueued(
         tmp_path, "oom", [{"fault": "allocate"}, {"fault": "none"}], host_memory_budget="1500MiB"
     )
     assert code == 0
     _check(runs, study, "oom_host", "PRUNED", "FAILED", infeasible=True)
     assert "host memory budget" in study.trials[0].user_attrs["error_message"]
     assert runs[0].data.metrics["peak_rss_mb"] > 1400
+    # it explains itself: the memory climb up to the budget (it had no tag and no artifact)
+    assert (
+        runs[0].data.tags["error_type"] == "HostMemoryBudget"
+        and "budget 1500 MiB" in runs[0].data.tags["error_message"]
+    )
+    record = _failure(client, runs[0])
+    trace = record["evidence"]["memory_trace"]["rss_mb"]
+    assert record["evidence"]["budget_mb"] == 1500 and len(trace) >= 3 and trace[-1] > trace[0] + 500
 
 
 @pytest.mark.parametrize("fault", ["sigkill", "sigfpe"])
 def test_a_signal_is_a_crash_retried_then_recorded(tmp_path, fault):
-    code, study, runs, _ = run_enqueued(tmp_path, fault, [{"fault": fault}, {"fault": "none"}], max_retries=1)
+    code, study, runs, client = run_enqueued(tmp_path, fault, [{"fault": fault}, {"fault": "none"}], max_retries=1)
     assert code == 0
     states = [(t.user_attrs["outcome"], t.state.name, t.user_attrs.get("retried", False)) for t in study.trials]
     # trial 0 crashes and is retried once (trial 2, attempt 2, counted); trial 1 is the healthy one
@@ -42,24 +58,29 @@ def test_a_signal_is_a_crash_retried_then_recorded(tmp_path, fault):
     assert "signal" in study.trials[0].user_attrs["error_message"]
     assert runs[0].info.status == "FAILED" and runs[0].data.tags["retried"] == "true"
     assert len(study.trials) == 3  # the total (2) counts the final attempt, not the retried one
+    assert runs[0].data.tags["error_type"] == "WorkerExit"
+    assert _failure(client, runs[0])["evidence"]["exit_code"] == {"sigkill": -9, "sigfpe": -8}[fault]
 
 
 def test_a_hang_past_the_timeout_is_a_timeout(tmp_path):
-    code, study, runs, _ = run_enqueued(
+    code, study, runs, client = run_enqueued(
         tmp_path, "hang", [{"fault": "hang"}, {"fault": "none"}], trial_timeout=25.0, max_retries=0
     )
     assert code == 0
     _check(runs, study, "timeout", "FAIL", "FAILED", infeasible=False)
-    assert runs[0].data.tags["failed_epoch"] == "0"
+    assert runs[0].data.tags["failed_epoch"] == "0" and runs[0].data.tags["error_type"] == "Timeout"
+    evidence = _failure(client, runs[0])["evidence"]
+    assert evidence["timeout_s"] == 25 and evidence["epochs_reported"] == 0 and evidence["elapsed_s"] >= 24
 
 
 def test_a_python_exception_in_a_worker_keeps_the_worker(tmp_path):
-    code, study, runs, _ = run_enqueued(tmp_path, "raise", [{"fault": "raise"}, {"fault": "none"}], max_retries=0)
+    code, study, runs, client = run_enqueued(tmp_path, "raise", [{"fault": "raise"}, {"fault": "none"}], max_retries=0)
     assert code == 0
     _check(runs, study, "crash", "FAIL", "FAILED", infeasible=False)
     assert study.trials[0].user_attrs["error_type"] == "builtins.RuntimeError"
-    client = runs[0]
-    assert client.data.tags["error_message"] == "injected fault"
+    assert runs[0].data.tags["error_message"] == "injected fault"
+    names = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"traceback.txt", "failure.json"} <= names
 
 
 def test_inline_isolation_runs_the_same_trials(tmp_path):

@@ -96,6 +96,8 @@ def test_huge_learning_rate_diverges_and_stops_at_that_step():
     assert result.outcome.diverged, (result.outcome, result.steps)
     assert result.failed_step is not None and result.stats["steps"] == result.failed_step
     assert result.value is None
+    steps = result.evidence["steps"]  # the trace that led there, for the run's failure.json
+    assert steps[-1]["step"] == result.failed_step and len(steps) == min(result.failed_step, 64)
 
 
 def test_a_trial_for_another_backend_than_the_process_runs_is_a_config_error():

@@ -41,6 +41,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from rich.console import Console
 
+from spp_search import failures
 from spp_search.config import StudyConfig
 from spp_search.engines import budget
 from spp_search.engines.budget import attempt_of, requeue
@@ -215,11 +216,11 @@ def recorded_state(result: TrialResult, feedback: bool = True) -> tuple[TrialSta
 def failure_attrs(result: TrialResult) -> dict:
     """The user attributes every recorded trial carries about its outcome (both engines)."""
     attrs: dict = {"outcome": result.outcome.value}
-    for key in ("error_type", "failed_epoch", "failed_step"):
+    for key in ("failed_epoch", "failed_step"):
         if getattr(result, key) is not None:
             attrs[key] = getattr(result, key)
-    if result.error_message:
-        attrs["error_message"] = redact_cut(result.error_message, 500)
+    if result.outcome.failed:
+        attrs["error_type"], attrs["error_message"] = failures.reason(result)
     return attrs
 
 
