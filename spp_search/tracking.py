@@ -7,7 +7,9 @@ Every string that may hold a storage URL passes through ``redact`` first.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Iterable
 
@@ -15,7 +17,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from spp_search import failures
+from spp_search import datasets, failures
 from spp_search.factors import param_text
 from spp_search.redaction import redact, redact_cut
 from spp_search.storage import with_retries
@@ -23,7 +25,15 @@ from spp_search.trial import TrialResult
 
 ROLE, STUDY, TRIAL = "spp_search.role", "spp_search.study", "spp_search.trial_number"
 PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment by its kind: without it, an experiment of a fresh store opens
+# on the GenAI overview ("Traces: 0"); model development opens on the runs table
+KIND, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch call
+# System metrics (CPU, host memory, disk, network; GPU memory and utilisation through NVML when a
+# GPU is there) of each trial run, sampled every SYSTEM_METRICS_S seconds in the driver: often
+# enough to show a memory climb over seconds. MLflow's MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+# overrides it; SPP_SEARCH_SYSTEM_METRICS=0 turns them off.
+SYSTEM_METRICS_S = 0.5
 
 
 def _now_ms() -> int:
@@ -34,10 +44,13 @@ class Tracker:
     """Writes a study's runs to one MLflow experiment (named after the study)."""
 
     def __init__(self, tracking_uri: str, study_name: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.monitors: dict[str, object] = {}  # run id -> its system-metrics monitor
         self.client = _Retrying(MlflowClient(tracking_uri), redact(tracking_uri))
         self.study_name = study_name
         self.experiment_id = self._experiment(study_name)
         self.parent_id: str | None = None
+        self.inputs: list = []  # the study's datasets (datasets.py), logged on every trial run
 
     def _experiment(self, name: str) -> str:
         """The study's experiment id, created if missing (another process may create it first)."""
@@ -45,9 +58,11 @@ class Tracker:
 
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(KIND) != MODEL_DEVELOPMENT:
+                self.client.set_experiment_tag(experiment.experiment_id, KIND, MODEL_DEVELOPMENT)
             return experiment.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, tags={KIND: MODEL_DEVELOPMENT})
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
                 raise
@@ -58,6 +73,8 @@ class Tracker:
 
     def open_study(self, config: dict, params: dict[str, object]) -> str:
         """Find or create the study's parent run and mark it RUNNING; log config and space."""
+        if "data" in config:
+            self.inputs = datasets.dataset_inputs(config["data"])
         found = self._runs(f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study_name}'")
         if found:
             self.parent_id = found[0].info.run_id
@@ -93,7 +110,23 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
         params = {**factors, **extra}
         self.client.log_batch(run.info.run_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
+        if self.inputs:
+            self.client.log_inputs(run.info.run_id, datasets=self.inputs)
+        self._monitor(run.info.run_id)
         return run.info.run_id
+
+    def _monitor(self, run_id: str) -> None:
+        """Start sampling system metrics into the run (``SYSTEM_METRICS_S``)."""
+        if os.environ.get("SPP_SEARCH_SYSTEM_METRICS", "1") == "0":
+            return
+        monitor = _SystemMetrics(run_id, sampling_interval=SYSTEM_METRICS_S, tracking_uri=self.tracking_uri)
+        monitor.start()
+        self.monitors[run_id] = monitor
+
+    def _stop_monitor(self, run_id: str) -> None:
+        monitor = self.monitors.pop(run_id, None)
+        if monitor is not None:
+            monitor.finish()
 
     def log_epoch(self, run_id: str, epoch: int, metrics: dict[str, float]) -> None:
         """One call per epoch (log_batch), so the MLflow UI shows a live curve."""
@@ -118,12 +151,14 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         for name, text in failures.artifacts(result).items():
             self.client.log_text(run_id, text, name)
+        self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
 
     def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
         """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
         tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact_cut(message, 500))] if message else [])
         self.client.log_batch(run_id, tags=tags)
+        self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=status)
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:
@@ -139,6 +174,32 @@ class Tracker:
         metrics = [m for m in metrics if not math.isnan(m.value) or m.key == "batch_loss"]
         for i in range(0, len(metrics), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+class _SystemMetrics:
+    """MLflow's ``SystemMetricsMonitor`` that also records a last sample when it stops.
+
+    MLflow's monitor publishes a sample only after a full interval, and drops the one in
+    progress at ``finish``: a trial that fails within the interval (a fast out-of-memory kill)
+    would have no system metrics at all. Here ``finish`` samples once more and flushes, so every
+    trial run has the state at its end.
+    """
+
+    def __init__(self, run_id: str, sampling_interval: float, tracking_uri: str) -> None:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self.monitor = SystemMetricsMonitor(run_id, sampling_interval=sampling_interval, tracking_uri=tracking_uri)
+
+    def start(self) -> None:
+        self.monitor.start()
+
+    def finish(self) -> None:
+        monitor = self.monitor
+        monitor.finish()  # stops the thread, flushes what it queued
+        with contextlib.suppress(Exception):  # a last sample is a bonus: never fail a trial for it
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
 
 
 class _Retrying:

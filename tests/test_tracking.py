@@ -1,0 +1,100 @@
+"""What a user sees in MLflow (tracking.py, datasets.py): the experiment's kind, every trial run's
+datasets and system metrics, and a failed run's reason and evidence. Plain TrialResults: no
+training here; tests/test_mlflow_server.py drives a real study through a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from spp_search import datasets
+from spp_search.config import build_config
+from spp_search.outcomes import Outcome
+from spp_search.tracking import KIND, MODEL_DEVELOPMENT, Tracker
+from spp_search.trial import TrialResult
+
+
+def _tracker(tmp_path, data: dict | None = None) -> tuple[Tracker, MlflowClient]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = Tracker(uri, "seen")
+    config = build_config({"study": {"name": "seen"}, "data": data or {}}).to_dict()
+    tracker.open_study(config, {})
+    return tracker, MlflowClient(uri)
+
+
+def test_the_experiment_opens_as_model_development(tmp_path):
+    """Without the tag MLflow 3 opened a fresh experiment on its GenAI overview ("Traces: 0")."""
+    _, client = _tracker(tmp_path)
+    assert client.get_experiment_by_name("seen").tags[KIND] == MODEL_DEVELOPMENT
+
+
+def test_an_experiment_created_before_gets_the_tag(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).create_experiment("seen")
+    Tracker(uri, "seen")
+    assert MlflowClient(uri).get_experiment_by_name("seen").tags[KIND] == MODEL_DEVELOPMENT
+
+
+def test_every_trial_run_logs_its_training_and_validation_data(tmp_path):
+    tracker, client = _tracker(tmp_path)
+    run_id = tracker.start_trial(0, {"levels": [1]}, {})
+    tracker.end_trial(run_id, TrialResult(Outcome.OK, value=0.5), {})
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}
+    assert set(contexts) == {"training", "validation"}
+    assert contexts["training"].name == "synthetic-train" and contexts["training"].source_type == "code"
+    assert json.loads(contexts["training"].source)["generator"] == "spp_search.data.make_synthetic"
+    assert contexts["training"].digest != contexts["validation"].digest
+    # the Dataset filter of the runs table finds it
+    found = client.search_runs([tracker.experiment_id], "dataset.name = 'synthetic-train'")
+    assert [r.info.run_id for r in found] == [run_id]
+
+
+def _folder(root, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+
+
+def test_a_folders_digest_follows_its_content_not_its_size(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _folder(one, 0)
+    _folder(two, 1)
+    data = build_config({"data": {"source": str(one)}}).data.for_trial()
+    first = datasets.describe(data)
+    assert first["source"]["files"] == 4 and first["source"]["uri"] == str(one.resolve())
+    other = datasets.describe({**data, "source": str(two)})
+    assert other["source"]["files"] == 4 and other["digest"] != first["digest"]  # same size, other images
+    assert datasets.describe(data)["digest"] == first["digest"]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(one / "a" / "0.png")  # edited
+    assert datasets.describe(data)["digest"] != first["digest"]
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_every_trial_run_records_system_metrics(tmp_path, failing):
+    """Sampled in the driver while the trial runs, with a last sample at its end (a trial that
+    fails within the first interval still has them)."""
+    tracker, client = _tracker(tmp_path)
+    run_id = tracker.start_trial(0, {}, {})
+    result = TrialResult(Outcome.OOM_HOST, error_message="boom") if failing else TrialResult(Outcome.OK, value=1.0)
+    tracker.end_trial(run_id, result, {})
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["system/system_memory_usage_megabytes"] > 0 and "system/cpu_utilization_percentage" in metrics
+    assert not tracker.monitors  # stopped with the run
+
+
+def test_a_failed_run_has_its_reason_and_evidence(tmp_path):
+    tracker, client = _tracker(tmp_path)
+    run_id = tracker.start_trial(0, {}, {})
+    result = TrialResult(Outcome.DIVERGED_NAN, failed_epoch=0, failed_step=4, evidence={"steps": [{"step": 4}]})
+    tracker.end_trial(run_id, result, {})
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["error_type"] == "Divergence"
+    assert "non-finite" in run.data.tags["error_message"]
+    assert [a.path for a in client.list_artifacts(run_id)] == ["failure.json"]
