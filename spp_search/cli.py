@@ -15,7 +15,22 @@ from pathlib import Path
 from spp_search.errors import ConfigError, SppSearchError, must
 from spp_search.redaction import redact
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "default.yaml"
+CHECKOUT_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def shipped_experiment(name: str = "default.yaml") -> Path | None:
+    """An experiment shipped with spp-search: from the installed package (``spp_search.experiments``,
+    the wheel's copy of ``experiments/``), else from the source checkout (an editable install)."""
+    from importlib.resources import files
+
+    try:
+        path = Path(str(files("spp_search.experiments") / name))
+    except ModuleNotFoundError:
+        path = CHECKOUT_EXPERIMENTS / name
+    return path if path.is_file() else None
+
+
+COMMANDS = ("run", "ablate", "worker", "report", "export-best", "train", "dashboard")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +38,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         default=None,
-        help="experiment YAML (default: experiments/default.yaml if present)",
+        help="experiment YAML (default: the shipped experiments/default.yaml)",
     )
     parser.add_argument("--study-name", help="Optuna study and MLflow experiment name")
     parser.add_argument(
         "--storage",
         help="Optuna storage URL (default sqlite:///optuna.db; or SPP_SEARCH_STORAGE, SPP_SEARCH_STORAGE_FILE)",
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db; or MLFLOW_TRACKING_URI)"
     )
 
 
@@ -37,7 +55,6 @@ def _run_options(run: argparse.ArgumentParser) -> None:
     _common(run)
     add = run.add_argument
     add("--trials", type=int, help="the study's total number of trials (default 50)")
-    add("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     add("--seed", type=int, help="seed of the sampler and of trial initialisation")
     add("--epochs", type=int, help="training epochs per trial")
     add("--data", help="image folder (one subfolder per class) instead of built-in data")
@@ -72,9 +89,15 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     add("--workers", type=int, help="trials run at once (default: 1 on a GPU, min(cores, 4) on a CPU)")
 
 
+def _prog() -> str:
+    """The name the user typed: ``study.py``, ``spp-search`` or ``python -m spp_search``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "spp-search"
+    return "python -m spp_search" if name == "__main__.py" else name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="study.py",
+        prog=_prog(),
         description="Search SPP training configurations with Optuna; every trial is logged to "
         "MLflow with its outcome (ok, pruned, diverged_nan, or the failure kind).",
         epilog="Examples:\n  python study.py --trials 50\n"
@@ -84,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  mlflow ui --backend-store-uri sqlite:///mlflow.db",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{run,ablate,worker,report,export-best,train}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     run = sub.add_parser("run", help="run (or resume) a study: the default command")
     _run_options(run)
     run.set_defaults(handler=cmd_run)
@@ -99,7 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
     report = sub.add_parser("report", help="write report.md/.html and plots; log them to MLflow")
     _common(report)
-    report.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db)")
     report.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default reports/)")
     report.add_argument(
         "--compare",
@@ -109,32 +131,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="other studies in the same storage to put side by side (e.g. another engine)",
     )
     report.set_defaults(handler=cmd_report)
-    export = sub.add_parser("export-best", help="write the best trial's complete config")
+    export = sub.add_parser("export-best", help="write the best trial's complete config (and train it: --train)")
     _common(export)
     export.add_argument("--out", type=Path, required=True, help="output file, .yaml or .json")
-    export.add_argument(
+    _by(export)
+    export.add_argument("--train", action="store_true", help="then train it (as `train`), model to --model-out")
+    export.add_argument("--model-out", type=Path, help="with --train: model file (default: --out with .keras)")
+    _train_options(export)
+    export.set_defaults(handler=cmd_export)
+    train = sub.add_parser(
+        "train",
+        help="retrain a config (e.g. best.yaml), or a study's best trial; save the model, log it to MLflow",
+    )
+    _common(train)
+    train.add_argument("--out", type=Path, required=True, help="model file, .keras")
+    _by(train)
+    _train_options(train)
+    train.set_defaults(handler=cmd_train)
+    dashboard = sub.add_parser("dashboard", help="serve optuna-dashboard on the study's storage at 127.0.0.1")
+    _common(dashboard)
+    dashboard.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    dashboard.set_defaults(handler=cmd_dashboard)
+    return parser
+
+
+def _by(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--by",
         choices=("accuracy", "stability"),
         default="accuracy",
         help="accuracy: best val accuracy; stability: fewest failures across seeds",
     )
-    export.set_defaults(handler=cmd_export)
-    train = sub.add_parser("train", help="retrain a config (e.g. best.yaml) and save the model")
-    train.add_argument("--config", type=Path, required=True, help="config to train (its defaults)")
-    train.add_argument("--out", type=Path, required=True, help="model file, .keras")
-    train.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
-    train.add_argument("--device", choices=("auto", "cpu", "gpu"), help="auto (default)")
-    train.add_argument(
-        "--backend", choices=("tensorflow", "jax"), help="Keras backend (default: KERAS_BACKEND, else tensorflow)"
-    )
-    train.set_defaults(handler=cmd_train)
-    return parser
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """Options of a final training (``train``, ``export-best --train``)."""
+    add = parser.add_argument
+    add("--epochs", type=int, help="training epochs (default: the config's)")
+    add("--device", choices=("auto", "cpu", "gpu"), help="auto (default)")
+    add("--backend", choices=("tensorflow", "jax"), help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    add("--register", metavar="NAME", help="register the logged model in MLflow's model registry as NAME")
 
 
 def _config(args: argparse.Namespace, overrides: dict):
     from spp_search.config import load_config
 
-    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    path = args.config or shipped_experiment()
     return load_config(path, {"study.name": args.study_name, "study.storage": args.storage, **overrides})
 
 
@@ -314,28 +356,111 @@ def cmd_export(args: argparse.Namespace) -> int:
     from spp_search.export import best_config, check_out, load_study, write_config
 
     check_out(args.out)
+    model_out = args.model_out or args.out.with_suffix(".keras")
+    if args.train:
+        _check_model_out(model_out)
     config = _config(args, {})
     study = load_study(config.study.name, config.study.storage)
     best = best_config(study, args.by)
     write_config(best, args.out)
     result = best["result"]
     print(f"wrote {args.out}: trial {result['trial']} of {result['study']}, val_accuracy {result['val_accuracy']:.4f}")
+    if args.train:
+        tracking = args.tracking_uri or config.study.tracking_uri
+        return _train(best, args, model_out, tracking, experiment=args.study_name or result["study"])
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train ``--config`` (e.g. an exported best), or without it the best trial of ``--study-name``;
+    the run, its metrics and the model go to the study's MLflow experiment (``registry.py``)."""
+    from spp_search.config import read_file
+
+    _check_model_out(args.out)
+    if args.config is not None:
+        raw = read_file(args.config)
+        source = raw.get("result") or {}
+        study_name = args.study_name or source.get("study") or (raw.get("study") or {}).get("name")
+        tracking = args.tracking_uri or (raw.get("study") or {}).get("tracking_uri")
+        return _train(raw, args, args.out, tracking, experiment=study_name)
+    if not args.study_name:
+        fix = "Pass --config best.yaml (from export-best), or --study-name (and --storage) of a study."
+        raise ConfigError(must("config", "be given, or --study-name", None, fix))
+    from spp_search.export import best_config, load_study
+
+    config = _config(args, {})
+    best = best_config(load_study(config.study.name, config.study.storage), args.by)
+    tracking = args.tracking_uri or config.study.tracking_uri
+    return _train(best, args, args.out, tracking, experiment=config.study.name)
+
+
+def _check_model_out(out: Path) -> None:
+    """The model file's name and folder, checked before anything is trained or logged."""
+    if out.suffix != ".keras":
+        raise ConfigError(must("out", "end in .keras", str(out), "E.g. --out model.keras."))
+    if not out.parent.resolve().is_dir():
+        raise ConfigError(must("out", "be in an existing folder", str(out), "Create the folder first."))
+
+
+def _train(raw: dict, args: argparse.Namespace, out: Path, tracking: str | None, experiment: str | None) -> int:
+    """Train the config ``raw`` into ``out``, as a run of ``experiment`` at ``tracking``."""
     from spp_search import backends
-    from spp_search.config import load_config
+    from spp_search.config import build_config
     from spp_search.devices import resolve_device
 
-    config = load_config(args.config, {"study.device": args.device, "study.backend": args.backend})
+    source = raw.get("result") or {}
+    if tracking and "***" in tracking:
+        tracking = None  # a redacted URL from a stored config: the default, unless given
+    overrides = {"study.device": args.device, "study.backend": args.backend, "study.tracking_uri": tracking}
+    config = build_config(raw, overrides)
     backend = backends.require(backends.resolve(config.study.backend))
     device, _ = resolve_device(config.study.device, backend)
     backends.select(backend)  # before Keras is imported below
+    from spp_search import registry
+    from spp_search.tracking import Tracker
     from spp_search.training import train_config
 
-    metrics = train_config(config, args.out, device, args.epochs, backend)
-    print(f"wrote {args.out}: val_accuracy {metrics['val_accuracy']:.4f}, input {metrics['input_shape']}")
+    if config.space.params:  # checked by train_config too, but before a run is created here
+        fix = "Export one with `python study.py export-best --out best.yaml`."
+        raise ConfigError(must("config", "fix every factor (an empty `space`)", f"space={config.space.names}", fix))
+    tracker = Tracker(config.study.tracking_uri, experiment or config.study.name)
+    epochs = args.epochs or config.study.epochs
+    run_id = registry.start_training(tracker, config, source, backend, epochs)
+    try:
+        metrics, model, example = train_config(
+            config, out, device, args.epochs, backend, reporter=registry.EpochLogger(tracker, run_id)
+        )
+        logged = registry.log_model(tracker, run_id, model, config, example, args.register, source)
+    except BaseException as exc:
+        tracker.client.set_tag(run_id, "error_message", redact(f"{type(exc).__name__}: {exc}")[:500])
+        tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if source.get("val_accuracy") is not None:
+        tracker.client.log_metric(run_id, "source_val_accuracy", float(source["val_accuracy"]))
+    tracker.end_run(run_id)
+    print(f"wrote {out}: val_accuracy {metrics['val_accuracy']:.4f}, input {metrics['input_shape']}")
+    if source.get("val_accuracy") is not None:
+        print(f"the exported trial reached {source['val_accuracy']:.4f}")
+    print(f"MLflow: run {run_id} in experiment {tracker.study_name!r}, model {logged['model_uri']}")
+    if logged["version"] is not None:
+        print(f"registered {args.register!r} version {logged['version']}: models:/{args.register}/{logged['version']}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """optuna-dashboard on the study's storage, at 127.0.0.1 only (it has no authentication)."""
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        fix = 'Install it: pip install -c constraints.txt -e ".[dashboard]".'
+        raise ConfigError(must("dashboard", "have optuna-dashboard installed", "optuna_dashboard", fix)) from None
+    from spp_search.export import load_study
+    from spp_search.storage import make_storage
+
+    config = _config(args, {})
+    study = load_study(config.study.name, config.study.storage)
+    print(f"optuna-dashboard: http://127.0.0.1:{args.port}/dashboard/studies/{study._study_id} (Ctrl-C stops it)")
+    run_server(make_storage(config.study.storage), host="127.0.0.1", port=args.port)
     return 0
 
 
@@ -378,6 +503,7 @@ def _quiet_libraries() -> None:
     """Keep the console for trial outcomes: MLflow and Optuna log INFO lines otherwise."""
     import logging
     import os
+    import warnings
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     # MLflow's own HTTP retries (7, backoff factor 2) would keep a run waiting for minutes on an
@@ -385,11 +511,15 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     logging.getLogger("optuna").setLevel(logging.WARNING)
+    # Optuna's ExperimentalWarning (heartbeats, journal storages, constraints...) on every run
+    # says nothing a user can act on; matched by its text, so Optuna need not be imported here
+    warnings.filterwarnings("ignore", message=r".*(is|are) experimental.*", module=r"optuna(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*is experimental \(supported from")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "ablate", "worker", "report", "export-best", "train", "-h", "--help"):
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     _quiet_libraries()

@@ -74,7 +74,7 @@ class Tracker:
     def open_study(self, config: dict, params: dict[str, object]) -> str:
         """Find or create the study's parent run and mark it RUNNING; log config and space."""
         if "data" in config:
-            self.inputs = datasets.dataset_inputs(config["data"])
+            self.open_inputs(config["data"])
         found = self._runs(f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study_name}'")
         if found:
             self.parent_id = found[0].info.run_id
@@ -104,16 +104,29 @@ class Tracker:
                 closed += 1
         return closed
 
+    def open_inputs(self, data: dict) -> None:
+        """The datasets every run of this study logs (``datasets.py``), from its data config."""
+        self.inputs = datasets.dataset_inputs(data)
+
     def start_trial(self, number: int, factors: dict, extra: dict[str, object]) -> str:
         """A child run with every factor (and ``extra``) as params."""
         tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number)}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        return self.start_run(f"trial-{number}", factors, extra, tags)
+
+    def start_run(self, name: str, factors: dict, extra: dict[str, object], tags: dict[str, str]) -> str:
+        """A run with params, the study's datasets and system metrics sampled while it lasts."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         params = {**factors, **extra}
         self.client.log_batch(run.info.run_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
         if self.inputs:
             self.client.log_inputs(run.info.run_id, datasets=self.inputs)
         self._monitor(run.info.run_id)
         return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """End a run that is not a trial (a training run): stop its system metrics, set ``status``."""
+        self._stop_monitor(run_id)
+        self.client.set_terminated(run_id, status=status)
 
     def _monitor(self, run_id: str) -> None:
         """Start sampling system metrics into the run (``SYSTEM_METRICS_S``)."""

@@ -64,9 +64,19 @@ def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
 
 
 def train_config(
-    config: StudyConfig, out: Path, device: str, epochs: int | None = None, backend: str = "tensorflow"
-) -> dict:
-    """Train ``config.defaults`` once and save the inference model to ``out``; return its metrics."""
+    config: StudyConfig,
+    out: Path,
+    device: str,
+    epochs: int | None = None,
+    backend: str = "tensorflow",
+    reporter=None,
+) -> tuple[dict, keras.Model, np.ndarray]:
+    """Train ``config.defaults`` once and save the inference model to ``out``.
+
+    Returns its metrics, the inference model and an input example (one training image, raw
+    pixels, at a size the model takes). The trial's seed and data pipeline are the study's, so
+    the exported best trial retrains to the same validation accuracy (see README).
+    """
     if out.suffix != ".keras":
         raise ConfigError(must("out", "end in .keras", str(out), "E.g. --out model.keras."))
     if config.space.params:
@@ -87,14 +97,26 @@ def train_config(
         device,
         backend=backend,
     )
-    result, trained = train_and_keep(spec, _Quiet())
+    result, trained = train_and_keep(spec, reporter or _Quiet())
     if result.outcome.value != "ok":
         raise SppSearchError(f"training ended with outcome {result.outcome.value}: {result.error_message}")
     model = inference_model(trained.model, config.defaults, trained.train)
     model.save(out)
-    return {
+    metrics = {
         "backend": backend,
         "val_accuracy": result.value,
         "epochs": len(result.epochs),
         "input_shape": list(model.input_shape),
     }
+    return metrics, model, input_example(trained.train.images[0], model.input_shape)
+
+
+def input_example(image: np.ndarray, input_shape: tuple) -> np.ndarray:
+    """``image`` as a batch of one float32 array at a size the model takes (its own size when the
+    model takes any, else resampled to the fixed size by nearest pixel)."""
+    _, height, width, _ = input_shape
+    if height is not None:
+        rows = np.linspace(0, image.shape[0] - 1, height).round().astype(int)
+        cols = np.linspace(0, image.shape[1] - 1, width).round().astype(int)
+        image = image[rows][:, cols]
+    return image[None].astype(np.float32)
