@@ -513,8 +513,9 @@ def _quiet_libraries() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     # Optuna's ExperimentalWarning (heartbeats, journal storages, constraints...) on every run
     # says nothing a user can act on; matched by its text, so Optuna need not be imported here
-    warnings.filterwarnings("ignore", message=r".*(is|are) experimental.*", module=r"optuna(\.|$)")
-    warnings.filterwarnings("ignore", message=r".*is experimental \(supported from")
+    warnings.filterwarnings("ignore", message=r".*experimental", module=r"optuna(\.|$)")
+    # spp-search runs its own trial loop (budget tickets, heartbeats) on purpose
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def main(argv: list[str] | None = None) -> int:
