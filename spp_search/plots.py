@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 from spp_search.outcomes import Outcome  # noqa: E402
-from spp_search.stats import levels_of  # noqa: E402
 
 COLOURS = {
     Outcome.OK.value: "#2ca02c",
@@ -45,7 +44,8 @@ def outcome_shares(data, out: Path) -> str:
     frame, factors = data.frame, data.factors or ["spp_impl"]
     fig, axes = _grid(len(factors))
     for ax, factor in zip(axes, factors, strict=False):
-        table = frame.groupby(levels_of(frame[factor]))["outcome"].value_counts(normalize=True).unstack(fill_value=0)
+        levels = data.levels(frame, factor)
+        table = frame.groupby(levels, observed=True)["outcome"].value_counts(normalize=True).unstack(fill_value=0)
         left = np.zeros(len(table))
         for outcome in table.columns:
             ax.barh(
@@ -70,8 +70,9 @@ def accuracy_per_level(data, out: Path) -> str:
     factors = data.factors or ["spp_impl"]
     fig, axes = _grid(len(factors))
     for ax, factor in zip(axes, factors, strict=False):
-        column = levels_of(ok[factor])
-        levels = sorted(column.unique())
+        column = data.levels(ok, factor)
+        present = set(column.dropna().unique())
+        levels = [c for c in column.cat.categories if c in present] if hasattr(column, "cat") else sorted(present)
         for i, level in enumerate(levels):
             values = ok[column == level]["value"]
             ax.scatter(np.full(len(values), i), values, alpha=0.6)

@@ -43,6 +43,11 @@ class StudyData:
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     parent_run_id: str | None = None
     running: int = 0
+    log_factors: frozenset = frozenset()  # searched on a log scale (binned on it: stats.levels_of)
+
+    def levels(self, frame: pd.DataFrame, factor: str) -> pd.Series:
+        """``frame[factor]`` as levels to group by, on the factor's own scale."""
+        return levels_of(frame[factor], log=factor in self.log_factors or None)
 
 
 def _trial_rows(study: optuna.Study) -> list[dict]:
@@ -72,8 +77,10 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     """Join Optuna's trials with their MLflow runs (metrics and loss curves) when reachable."""
     frame = pd.DataFrame(_trial_rows(study))
     running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-    searched = [k for k in study.user_attrs.get("config", {}).get("space", {})]
-    data = StudyData(study.study_name, frame, searched, running=running)
+    space = study.user_attrs.get("config", {}).get("space", {})
+    searched = list(space)
+    log = frozenset(k for k, v in space.items() if isinstance(v, dict) and v.get("log"))
+    data = StudyData(study.study_name, frame, searched, running=running, log_factors=log)
     if frame.empty or not tracking_uri:
         return data
     client = MlflowClient(tracking_uri)
@@ -107,7 +114,7 @@ def outcome_table(data: StudyData) -> str:
     header = ["factor", "level", "trials", *outcomes, "median val acc (ok)", "median trial RSS MB (ok)"]
     rows = []
     for factor in data.factors:
-        for level, group in frame.groupby(levels_of(frame[factor]), sort=True):
+        for level, group in frame.groupby(data.levels(frame, factor), sort=True, observed=True):
             n = len(group)
             shares = []
             for o in outcomes:

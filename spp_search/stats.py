@@ -43,11 +43,28 @@ def welch(a: list[float], b: list[float]) -> float:
     return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def levels_of(column: pd.Series) -> pd.Series:
-    """A factor's values as levels to group by: numbers with many values are cut into quartiles."""
-    if column.dtype.kind in "if" and column.nunique() > 6:
-        return pd.qcut(column, 4, duplicates="drop").astype(str)
-    return column.astype(str)
+def levels_of(column: pd.Series, log: bool | None = None) -> pd.Series:
+    """A factor's values as levels to group by: numbers with many values are cut into quartile
+    bins on their own scale (``log``: a log-uniform factor such as the learning rate; None: log
+    when every value is positive and they span 100x or more), labelled ``[low, high)`` with the
+    observed extremes as outer edges (never a negative learning rate). Ordered, low to high."""
+    if column.dtype.kind not in "if" or column.nunique() <= 6:
+        return column.astype(str)
+    values = column.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    if log is None:
+        log = bool(len(finite)) and finite.min() > 0 and finite.max() / finite.min() >= 100
+    scale = np.log if log and finite.min() > 0 else (lambda v: v)
+    edges = np.unique(np.quantile(scale(finite), [0, 0.25, 0.5, 0.75, 1.0]))
+    edges = np.exp(edges) if scale is np.log else edges
+    edges[0], edges[-1] = finite.min(), finite.max()  # exact extremes (no round-off past them)
+    labels = [
+        f"[{lo:.3g}, {hi:.3g}{']' if i == len(edges) - 2 else ')'}"
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges))
+    ]
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(labels) - 1)
+    cut = pd.Categorical.from_codes(np.where(np.isfinite(values), index, -1), categories=labels, ordered=True)
+    return pd.Series(cut, index=column.index, name=column.name)
 
 
 def diff_interval(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[float, float, float]:

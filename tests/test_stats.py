@@ -162,3 +162,26 @@ def test_memory_verdict_compares_layers_at_equal_load_and_policy(rows, verdict):
     frame = _claim_frame(rows)
     got = _memory(frame)
     assert got.verdict == verdict, got.evidence
+
+
+def test_a_log_uniform_factor_is_binned_on_its_log_scale():
+    """qcut on the raw values gave a learning-rate bin like (-0.0000999, 0.00056]: a negative edge,
+    and three of four bins crammed into the top decade's neighbourhood."""
+    import numpy as np
+    import pandas as pd
+
+    from spp_search.stats import levels_of
+
+    values = pd.Series(10 ** np.linspace(-4, -1, 9))  # log10: -4, -3.625, ..., -1
+    levels = levels_of(values, log=True)
+    assert list(levels.cat.categories) == [
+        "[0.0001, 0.000562)",
+        "[0.000562, 0.00316)",
+        "[0.00316, 0.0178)",
+        "[0.0178, 0.1]",
+    ]
+    assert levels.value_counts(sort=False).tolist() == [2, 2, 2, 3]
+    assert levels_of(values).cat.categories[0] == "[0.0001, 0.000562)"  # a 1000x span: log by itself
+    linear = levels_of(pd.Series(np.arange(9.0)), log=False)
+    assert list(linear.cat.categories) == ["[0, 2)", "[2, 4)", "[4, 6)", "[6, 8]"]
+    assert levels_of(pd.Series([1, 2, 1, 2])).tolist() == ["1", "2", "1", "2"]  # few values: as they are
