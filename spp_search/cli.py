@@ -513,7 +513,8 @@ def _quiet_libraries() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     # Optuna's ExperimentalWarning (heartbeats, journal storages, constraints...) on every run
     # says nothing a user can act on; matched by its text, so Optuna need not be imported here
-    warnings.filterwarnings("ignore", message=r".*experimental", module=r"optuna(\.|$)")
+    warnings.filterwarnings("ignore", message=r".* is experimental \(supported from v")
+    warnings.filterwarnings("ignore", message=r"Argument ``\w+`` is an experimental feature")
     # spp-search runs its own trial loop (budget tickets, heartbeats) on purpose
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 

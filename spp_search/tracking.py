@@ -85,6 +85,8 @@ class Tracker:
         )
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
+        if self.inputs:  # the runs table shows the study's data on its parent row too
+            self.client.log_inputs(self.parent_id, datasets=self.inputs)
         for name, value in (("config.yaml", _redacted(config)), ("space.yaml", config.get("space", {}))):
             # our own dump: MLflow's log_dict sorts keys, and a space's order carries its conditions
             self.client.log_text(self.parent_id, yaml.safe_dump(value, sort_keys=False), name)

@@ -51,7 +51,7 @@ def test_every_trial_run_logs_its_training_and_validation_data(tmp_path):
     assert contexts["training"].digest != contexts["validation"].digest
     # the Dataset filter of the runs table finds it
     found = client.search_runs([tracker.experiment_id], "dataset.name = 'synthetic-train'")
-    assert [r.info.run_id for r in found] == [run_id]
+    assert {r.info.run_id for r in found} == {run_id, tracker.parent_id}  # the study's parent run too
 
 
 def _folder(root, seed: int) -> None:
