@@ -14,7 +14,17 @@ import sys
 
 from benchmarks.table import write_table
 
-ALL = ["spp_op", "spp_port", "pipeline", "overhead", "study", "study_port", "sampler_feedback", "startup"]
+ALL = [
+    "spp_op",
+    "spp_port",
+    "pipeline",
+    "overhead",
+    "study",
+    "study_port",
+    "sampler_feedback",
+    "startup",
+    "mlflow_overhead",
+]
 PER_BACKEND = ("spp_op", "pipeline", "study")  # these take --backend (results: <name>-jax.json)
 
 

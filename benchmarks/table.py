@@ -353,6 +353,18 @@ def chaos_section(data: dict) -> list[str]:
     return lines
 
 
+def mlflow_overhead_section(data: dict) -> list[str]:
+    """``benchmarks/mlflow_overhead.py``: the default study with and without system metrics."""
+    runs = ", ".join(f"{k} {[round(v / 60, 2) for v in vs]}" for k, vs in data["runs"].items())
+    return [
+        "## MLflow system metrics: the default 50-trial study with them on (0.5 s) and off, side by side",
+        "",
+        f"Median wall time on {data['wall_s_median']['on'] / 60:.2f} min vs off "
+        f"{data['wall_s_median']['off'] / 60:.2f} min: ratio **{data['ratio_on_vs_off']:.2f}** "
+        f"(runs, minutes: {runs}).",
+    ]
+
+
 def startup_section(data: dict) -> list[str]:
     return [
         "## Start-up of the commands that only read results (median of fresh processes)",
@@ -374,6 +386,7 @@ SECTIONS = {
     "spp_port": port_section,
     "study_port": study_port_section,
     "chaos": chaos_section,
+    "mlflow_overhead": mlflow_overhead_section,
 }
 
 
