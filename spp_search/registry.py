@@ -13,6 +13,7 @@ array ``(batch, height, width, bands)`` of raw pixel values.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from types import SimpleNamespace
@@ -71,15 +72,14 @@ def log_model(
 ) -> dict:
     """Log ``model`` (Keras flavour) into the run; with ``register``, a model version tagged with
     the study, trial and configuration. Returns the model URI and the version (or None)."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    tracker.client.log_text(run_id, yaml.safe_dump(_public(config.to_dict()), sort_keys=False), "config.yaml")
     import keras
+    import mlflow
     from mlflow.models import Model
 
+    tracker.client.log_text(run_id, yaml.safe_dump(_public(config.to_dict()), sort_keys=False), "config.yaml")
+    interactive = keras.utils.is_interactive_logging_enabled()
     keras.utils.disable_interactive_logging()  # MLflow predicts on the example: no progress bar
-    with mlflow.start_run(run_id=run_id):
+    with _tracking_uri(tracker.tracking_uri), mlflow.start_run(run_id=run_id):
         info = Model.log(  # what mlflow.keras.log_model does, with the folder fix below
             artifact_path=None,
             name="model",
@@ -90,10 +90,10 @@ def log_model(
             # given, not inferred: inferring loads the model in a process without our layers
             pip_requirements=requirements(),
         )
-    version = None
+        version = mlflow.register_model(info.model_uri, register).version if register else None
+    if interactive:
+        keras.utils.enable_interactive_logging()
     if register:
-        found = mlflow.register_model(info.model_uri, register)
-        version = found.version
         tags = {
             "study": tracker.study_name,
             "source_study": str(source.get("study", "")),
@@ -104,6 +104,25 @@ def log_model(
         for key, value in tags.items():
             tracker.client.set_model_version_tag(register, version, key, value)
     return {"model_uri": info.model_uri, "version": version}
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str):
+    """MLflow's fluent API (``Model.log`` needs it) pointed at ``uri`` for the duration only:
+    ``mlflow.set_tracking_uri`` also writes MLFLOW_TRACKING_URI into the environment, which every
+    later command in the process, and its child processes, would then take as theirs."""
+    import mlflow
+
+    before_env, before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if before_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before_env
 
 
 def requirements() -> list[str]:

@@ -98,3 +98,34 @@ def test_a_failed_run_has_its_reason_and_evidence(tmp_path):
     assert run.info.status == "FAILED" and run.data.tags["error_type"] == "Divergence"
     assert "non-finite" in run.data.tags["error_message"]
     assert [a.path for a in client.list_artifacts(run_id)] == ["failure.json"]
+
+
+def test_logging_a_model_leaves_the_processs_tracking_uri_alone(tmp_path, monkeypatch):
+    """registry.log_model used mlflow.set_tracking_uri, which also sets MLFLOW_TRACKING_URI in the
+    environment: every later command in the process (and its children) took that server as the
+    tracking URI (after `train --tracking-uri http://...`, the next run stopped on an unreachable
+    server)."""
+    import os
+
+    import keras
+    import mlflow
+
+    from spp_search import registry
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    tracker, client = _tracker(tmp_path)
+    run_id = tracker.start_run("train", {}, {}, {})
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs))
+    )
+    config = build_config({"study": {"name": "seen"}})
+    example = np.zeros((1, 9, 7, 3), np.float32)
+    logged = registry.log_model(tracker, run_id, model, config, example, "reg", {"study": "seen", "trial": 3})
+    tracker.end_run(run_id)
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == before
+    assert logged["version"] == "1" or logged["version"] == 1
+    version = client.get_model_version("reg", "1")
+    assert version.tags["source_trial"] == "3" and version.run_id == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
