@@ -48,6 +48,23 @@ def test_the_console_script_and_the_module_run_the_cli(command, prog, tmp_path):
     assert done.returncode == 0 and f"usage: {prog}" in done.stdout and "dashboard" in done.stdout
 
 
+@pytest.mark.parametrize(
+    "command",
+    [[str(Path(sys.executable).parent / "spp-search")], ["-m", "spp_search"]],
+    ids=["console-script", "python-m"],
+)
+def test_the_entry_points_import_no_backend_before_a_command_chooses_one(command, tmp_path):
+    """`spp-search train --backend jax` failed: importing the package had already started Keras
+    on TensorFlow (study.py alone set SPP_SEARCH_LAZY); export-best paid TensorFlow's import."""
+    args = [sys.executable, "-X", "importtime", *command, "export-best", "--out", "b.yaml"]
+    args += ["--storage", f"sqlite:///{tmp_path}/none.db"]
+    env = {k: v for k, v in _quiet_env().items() if k != "SPP_SEARCH_LAZY"}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "existing study database" in done.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert not imported & {"keras", "tensorflow", "jax"}, imported & {"keras", "tensorflow", "jax"}
+
+
 def test_optunas_experimental_warnings_stay_off_the_console(tmp_path):
     """Heartbeats (every RDB storage here) printed an ExperimentalWarning on every run."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage

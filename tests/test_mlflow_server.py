@@ -14,6 +14,7 @@ import time
 
 import pytest
 import requests
+import yaml
 
 from spp_search.cli import main
 from tests.helpers import run_enqueued
@@ -136,8 +137,11 @@ def test_train_registers_a_model_that_predicts_at_two_sizes_in_a_fresh_process(s
     assert tags["source_study"] == "served" and tags["source_trial"] == "0" and json.loads(tags["config"])["fault"]
     run = _api(server, "runs/get", run_id=version["run_id"])["run"]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-    # retrained on the same backend, on CPU: the trial's validation accuracy, exactly
+    # retrained on the same backend, on CPU: the trial's validation accuracy, exactly, and its losses
     assert metrics["val_accuracy"] == metrics["source_val_accuracy"]
+    trial_run = _api(server, "runs/get", run_id=yaml.safe_load(best.read_text())["result"]["mlflow_run_id"])["run"]
+    trial_metrics = {m["key"]: m["value"] for m in trial_run["data"]["metrics"]}
+    assert metrics["val_loss"] == pytest.approx(trial_metrics["val_loss"], abs=1e-6)
     script = textwrap.dedent(f"""
         import numpy as np, mlflow, spp_search
         mlflow.set_tracking_uri({server!r})
