@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from spp_search.errors import ConfigError, SppSearchError, must
-from spp_search.redaction import redact
+from spp_search.redaction import redact, redact_cut
 
 CHECKOUT_EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -432,7 +432,7 @@ def _train(raw: dict, args: argparse.Namespace, out: Path, tracking: str | None,
         )
         logged = registry.log_model(tracker, run_id, model, config, example, args.register, source)
     except BaseException as exc:
-        tracker.client.set_tag(run_id, "error_message", redact(f"{type(exc).__name__}: {exc}")[:500])
+        tracker.client.set_tag(run_id, "error_message", redact_cut(f"{type(exc).__name__}: {exc}", 500))
         tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     if source.get("val_accuracy") is not None:
