@@ -153,17 +153,22 @@ def test_the_dashboard_serves_the_study(tmp_path):
         env=_quiet_env(),
     )
     try:
-        deadline, studies = time.time() + 90, None
+        deadline, studies = time.time() + 120, None
         while time.time() < deadline and studies is None:
-            with contextlib.suppress(requests.ConnectionError):
-                studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=2).json()["study_summaries"]
+            with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+                studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=10).json()["study_summaries"]
             time.sleep(0.5)
         assert studies and studies[0]["study_name"] == "shown"
-        page = requests.get(f"http://127.0.0.1:{port}/dashboard/studies/{studies[0]['study_id']}", timeout=10)
+        page = requests.get(f"http://127.0.0.1:{port}/dashboard/studies/{studies[0]['study_id']}", timeout=60)
         assert page.ok and "<html" in page.text.lower()
-        detail = requests.get(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=10).json()
+        detail = requests.get(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}", timeout=60).json()
         assert len(detail["trials"]) == 2
     finally:
-        process.terminate()
-        out, _ = process.communicate(timeout=30)
+        process.terminate()  # the command stops on SIGTERM like on Ctrl-C (about 2 s)
+        try:
+            out, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+            raise AssertionError(f"the dashboard did not stop on SIGTERM: {out[-2000:]}") from None
     assert f"http://127.0.0.1:{port}/dashboard/studies/" in out
