@@ -6,6 +6,10 @@ The NumPy SPP reference lives in ``spp_search.bins`` (the benchmarks check exact
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 
 def tiny_config(tmp_path, **study) -> dict:
@@ -84,3 +88,19 @@ def fresh_database(kind: str):
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f"DROP DATABASE {name}" + (" WITH (FORCE)" if kind == "postgresql" else "")))
         engine.dispose()
+
+
+STUDY_PY = str(Path(__file__).resolve().parent.parent / "study.py")
+
+
+def spawn_study(*args: str, log: Path) -> subprocess.Popen:
+    """``python study.py ARGS`` in its own session (so a test can SIGKILL or SIGSTOP the driver
+    with its trial workers), CPU only, output to ``log``."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, STUDY_PY, *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )

@@ -15,8 +15,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,23 +27,11 @@ from mlflow import MlflowClient
 
 from spp_search.engines.budget import NO_BUDGET, counted, superseded
 from spp_search.storage import GRACE_S, make_storage
-from tests.helpers import fresh_database, tiny_config
+from tests.helpers import fresh_database, spawn_study, tiny_config
 from tests.proxy import Proxy
 
 pytestmark = pytest.mark.slow
-STUDY_PY = str(Path(__file__).resolve().parent.parent / "study.py")
 TOTAL = 40
-
-
-def _spawn(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [sys.executable, STUDY_PY, *args],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
 
 
 class _Watcher:
@@ -117,9 +103,9 @@ def test_the_budget_and_the_records_survive_kills_stops_and_a_storage_outage(sto
     tracking = raw["study"]["tracking_uri"]
     join = ["worker", "--study-name", "chaos", "--storage", proxied, "--tracking-uri", tracking, "--workers", "1"]
     watcher, start = _Watcher(direct), time.time()
-    drivers = {"driver": _spawn(["--config", str(config)], tmp_path / "driver.log")}
+    drivers = {"driver": spawn_study("--config", str(config), log=tmp_path / "driver.log")}
     watcher.wait(lambda s: counted(s) >= 1, "the first trial")
-    drivers.update({f"worker{i}": _spawn(join, tmp_path / f"worker{i}.log") for i in (1, 2, 3)})
+    drivers.update({f"worker{i}": spawn_study(*join, log=tmp_path / f"worker{i}.log") for i in (1, 2, 3)})
     events: list[str] = []
 
     # 1. SIGKILL a whole driver (and its trial worker) mid-trial: its trial goes stale, is re-queued

@@ -7,9 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -18,21 +16,9 @@ from mlflow import MlflowClient
 
 from spp_search.engines.budget import NO_BUDGET, counted, superseded
 from spp_search.storage import make_storage
-from tests.helpers import fresh_database, tiny_config
+from tests.helpers import fresh_database, spawn_study, tiny_config
 
 pytestmark = pytest.mark.slow
-STUDY_PY = str(Path(__file__).resolve().parent.parent / "study.py")
-
-
-def _spawn(*args: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [sys.executable, STUDY_PY, *args],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
 
 
 @functools.cache
@@ -78,10 +64,10 @@ def test_four_workers_on_postgresql_reach_exactly_40_with_one_killed(tmp_path):
         config.write_text(yaml.safe_dump(raw, sort_keys=False))
         tracking = raw["study"]["tracking_uri"]
         start = time.time()
-        procs = [_spawn("--config", str(config), log=tmp_path / "run.log")]
+        procs = [spawn_study("--config", str(config), log=tmp_path / "run.log")]
         _wait_counted(storage, "load", 1, 240)
         procs += [
-            _spawn(
+            spawn_study(
                 "worker",
                 "--study-name",
                 "load",
@@ -134,11 +120,11 @@ def test_driver_killed_mid_study_resumes_with_every_run_terminal(tmp_path, kind)
     config = tmp_path / "resume.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     storage, tracking = raw["study"]["storage"], raw["study"]["tracking_uri"]
-    first = _spawn("--config", str(config), log=tmp_path / "first.log")
+    first = spawn_study("--config", str(config), log=tmp_path / "first.log")
     _wait_counted(storage, "resume", 2, 240)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    again = _spawn("--config", str(config), log=tmp_path / "again.log")
+    again = spawn_study("--config", str(config), log=tmp_path / "again.log")
     try:
         assert again.wait(timeout=300) == 0, (tmp_path / "again.log").read_text()[-3000:]
     except subprocess.TimeoutExpired:
@@ -154,7 +140,7 @@ def test_sigterm_stops_cleanly_and_exits_nonzero(tmp_path):
     raw = tiny_config(tmp_path, name="term", trials=20, epochs=2, workers=1)
     config = tmp_path / "term.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    proc = _spawn("--config", str(config), log=tmp_path / "term.log")
+    proc = spawn_study("--config", str(config), log=tmp_path / "term.log")
     _wait_counted(raw["study"]["storage"], "term", 1, 240)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
