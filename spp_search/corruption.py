@@ -106,10 +106,28 @@ def corrupt(data: ImageSet, spec: CorruptionSpec, max_size: int) -> ImageSet:
     return data.replace_images(images, orders=orders)
 
 
+def content_digest(data: ImageSet) -> str:
+    """SHA-256 (first 12 hex digits) of an image set's content: every image's shape, dtype and
+    bytes (or its read error), its label and its declared channel order."""
+    sha = hashlib.sha256()
+    for image, label, order, error in zip(data.images, data.labels, data.orders, data.errors, strict=True):
+        if image is None:
+            sha.update(f"unreadable:{error}".encode())
+        else:
+            sha.update(f"{image.shape}{image.dtype}".encode())
+            sha.update(np.ascontiguousarray(image).tobytes())
+        sha.update(f"|{int(label)}|{order};".encode())
+    return sha.hexdigest()[:12]
+
+
 def through_files(data: ImageSet, spec: CorruptionSpec, cache: Path) -> ImageSet:
-    """Write the corrupted data as PNG files (once per spec) and read them back."""
+    """Write the corrupted data as PNG files (once per spec and content) and read them back.
+
+    The cache folder is keyed by the spec and a digest of the images themselves (pixels, labels,
+    declared orders): two sources of the same size never share it, an edited folder gets a new one.
+    """
     key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache / f"corrupt-{key}-{len(data)}"
+    folder = cache / f"corrupt-{key}-{content_digest(data)}"
     if not (folder / "channel_order.json").is_file():
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         write_folder(data, tmp)

@@ -72,3 +72,17 @@ def test_rates_are_validated():
         CorruptionSpec(unreadable=1.5)
     with pytest.raises(ConfigError, match="summing to at most 1"):
         CorruptionSpec(grayscale=0.6, unreadable=0.6)
+
+
+def test_two_sources_of_the_same_size_never_share_the_corruption_cache(tmp_path):
+    """The cache folder was keyed by the corruption spec and the image count only: a second
+    dataset of 40 images (another folder, another generator seed) got the first one's files."""
+    spec = CorruptionSpec(unreadable=0.05)
+    other = make_synthetic(SyntheticSpec(num_images=40, min_size=16, max_size=24, seed=3))
+    first = through_files(corrupt(DATA, spec, 24), spec, tmp_path)
+    second = through_files(corrupt(other, spec, 24), spec, tmp_path)
+    assert first.names[0].rsplit("/", 2)[0] != second.names[0].rsplit("/", 2)[0]  # two cache folders
+    readable = [i for i, im in enumerate(second.images) if im is not None and first.images[i] is not None]
+    assert any(not np.array_equal(first.images[i], second.images[i]) for i in readable)
+    again = through_files(corrupt(other, spec, 24), spec, tmp_path)  # the same content: cached
+    assert again.names == second.names
