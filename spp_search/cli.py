@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from spp_search.data import BUILT_IN
 from spp_search.errors import ConfigError, SppSearchError, must
 from spp_search.redaction import redact, redact_cut
 
@@ -30,7 +31,7 @@ def shipped_experiment(name: str = "default.yaml") -> Path | None:
     return path if path.is_file() else None
 
 
-COMMANDS = ("run", "ablate", "worker", "report", "export-best", "train", "dashboard")
+COMMANDS = ("run", "ablate", "worker", "report", "export-best", "train", "dashboard", "check-data")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(dashboard)
     dashboard.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     dashboard.set_defaults(handler=cmd_dashboard)
+    check = sub.add_parser("check-data", help="look at an image folder as a study would, without training")
+    _common(check)
+    check.add_argument("--data", help="image folder (one subfolder per class); default: the config's data.source")
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the full check (every file) as JSON")
+    check.set_defaults(handler=cmd_check_data)
     return parser
 
 
@@ -299,6 +305,58 @@ def _placement(args: argparse.Namespace) -> dict:
     }
 
 
+def _folder_check(config, console):
+    """Decode every file of the config's folder once and print the summary (``datacheck``)."""
+    from spp_search import datacheck
+
+    check = datacheck.check_folder(Path(config.data.source))
+    for line in check.summary():
+        console.print(line, markup=False, highlight=False)
+    return check
+
+
+def _warn(check, config, console) -> None:
+    """Stop on what makes the folder unusable; warn about what is left out or will fail."""
+    from spp_search import datacheck
+
+    datacheck.require(check, config.data.on_unreadable)
+    searched = "channel_policy" in config.space.names
+    policy = datacheck.policy_warning(check, config.defaults.get("channel_policy", "strict"), searched)
+    for line in [*datacheck.warnings(check), *([policy] if policy else [])]:
+        console.print(line, markup=False, highlight=False, style="yellow")
+
+
+def check_data(config, console) -> dict | None:
+    """Check a folder source once, before anything is created: print its summary and one warning
+    per file left out; a ``ConfigError`` (exit 2) if it cannot make a study. Returns the check as
+    a dict for the parent MLflow run (None for built-in data)."""
+
+    if config.data.source in BUILT_IN:
+        return None
+    check = _folder_check(config, console)
+    _warn(check, config, console)
+    return check.to_dict()
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    """``check-data``: the pre-study check on its own; exit 2 when a study could not use the folder."""
+    import json
+
+    from rich.console import Console
+
+    config = _config(args, {"data.source": args.data})
+    if config.data.source in BUILT_IN:
+        raise ConfigError(must("data", "be an image folder", config.data.source, "Pass --data DIR."))
+    console = Console(soft_wrap=True)
+    check = _folder_check(config, console)
+    if args.json is not None:
+        args.json.write_text(json.dumps(check.to_dict(), indent=1))
+    _warn(check, config, console)
+    left_out = f", {len(check.unreadable())} left out" if check.unreadable() else ""
+    console.print(f"ok: a study can use {len(check.usable())} images in {len(check.classes)} classes{left_out}")
+    return 0
+
+
 def _train_study(config, prepare=None, join: bool = False) -> int:
     from rich.console import Console
 
@@ -306,6 +364,7 @@ def _train_study(config, prepare=None, join: bool = False) -> int:
     from spp_search.devices import resolve_device
     from spp_search.engines.optuna_engine import run_study
 
+    checked = check_data(config, Console(soft_wrap=True))
     backend = backends.require(backends.resolve(config.study.backend))
     config = dataclasses.replace(config, study=dataclasses.replace(config.study, backend=backend))
     device, gpus = resolve_device(config.study.device, backend)
@@ -315,9 +374,9 @@ def _train_study(config, prepare=None, join: bool = False) -> int:
             backends.select(backend)  # KerasTuner imports Keras in the driver: on the study's backend
             from spp_search.engines.keras_tuner_engine import run_keras_tuner
 
-            run_keras_tuner(config, runners[:1], device, Console(), Path("kt_projects"))
+            run_keras_tuner(config, runners[:1], device, Console(), Path("kt_projects"), checked)
         else:
-            run_study(config, runners, device, Console(), prepare, join=join)
+            run_study(config, runners, device, Console(), prepare, join=join, data_check=checked)
     finally:
         for runner in runners:
             runner.close()

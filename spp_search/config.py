@@ -27,6 +27,7 @@ from spp_search.backends import AUTO, BACKENDS
 from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.corruption import CorruptionSpec
 from spp_search.data import SyntheticSpec, class_folders
+from spp_search.datacheck import ON_UNREADABLE
 from spp_search.errors import ConfigError, must
 from spp_search.factors import check_factor, default_factors
 from spp_search.space import SearchSpace
@@ -123,6 +124,7 @@ class DataSettings:
     """Where images come from: ``synthetic`` (generated) or a folder path; how they are split."""
 
     source: str = "synthetic"
+    on_unreadable: str = "skip"
     val_fraction: float = 0.25
     split_seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
     bands: int = numeric(3, 1, None, "Use 3 for RGB.")
@@ -135,6 +137,9 @@ class DataSettings:
         ok = isinstance(self.val_fraction, float) and math.isfinite(self.val_fraction)
         if not ok or not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(must("val_fraction", "be between 0 and 1", self.val_fraction, "Use 0.25."))
+        if self.on_unreadable not in ON_UNREADABLE:
+            fix = "Use skip (leave such files out, with a warning) or error (stop before any trial)."
+            raise ConfigError(must("on_unreadable", f"be one of {list(ON_UNREADABLE)}", self.on_unreadable, fix))
         if self.source != "synthetic":
             class_folders(Path(self.source))  # fails now, not in the first trial
 
@@ -182,6 +187,8 @@ class StudyConfig:
             "backend",
         ):
             d["study"].pop(key)
+        if d["data"].get("on_unreadable") == "skip":  # added later at this value: older studies resume
+            d["data"].pop("on_unreadable")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

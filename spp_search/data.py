@@ -23,6 +23,7 @@ import numpy as np
 from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.errors import ConfigError, DataError, must
 
+BUILT_IN = ("synthetic", "digits")  # data.source names that are not folders (use ./digits for one)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FILE_BYTES = 64 * 2**20
 MAX_PIXELS = 4096 * 4096
@@ -154,24 +155,35 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Decode one PNG/JPEG file to ``uint8`` ``H x W x bands`` (16-bit scaled down to 8-bit).
+    """Decode one PNG/JPEG file to ``uint8`` ``H x W x bands``; ``DataError`` naming the file.
 
-    Bands are kept as stored (grayscale 1, RGB 3, RGBA 4): reconciling them with the model's band
-    count is the channel policy's job, not the reader's. Raises ``DataError`` naming the file.
+    Bands are kept as stored where they mean colour bands (grayscale 1, RGB 3, RGBA 4): reconciling
+    them with the model's band count is the channel policy's job. Files whose stored values are
+    not colour bands are converted, because no channel policy could undo them: palette images
+    (indices into a colour table) to RGB or RGBA, CMYK (and YCbCr, LAB, HSV) to RGB, a grayscale
+    image with alpha to grayscale (as two bands it would read as an image missing its third),
+    16-bit values scaled to 8-bit, 1-bit to 0/255; EXIF orientation is applied, as a photo viewer
+    does. Files over ``MAX_FILE_BYTES`` or ``MAX_PIXELS`` (decompression bombs included) are
+    refused before they are decoded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if path.stat().st_size > MAX_FILE_BYTES:
         raise DataError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes; resize it first.")
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
-                raise DataError(f"{path}: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels.")
-            array = np.asarray(img)
+                raise DataError(
+                    f"{path}: {img.width}x{img.height} exceeds {MAX_PIXELS} pixels (a decompression bomb "
+                    "or a huge scan); resize or remove it."
+                )
+            array = np.asarray(_as_bands(ImageOps.exif_transpose(img)))
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused as a decompression bomb ({exc}). Remove the file.") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc}). Remove or replace the file.") from exc
-    if array.dtype == np.uint16 or array.dtype == np.int32:
-        array = (array.astype(np.float64) / 257.0).round().astype(np.uint8)
+    if array.dtype.kind in "ui" and array.dtype.itemsize > 1:  # 16-bit (I;16, I;16B) or I
+        array = (array.astype(np.float64) / 257.0).clip(0, 255).round().astype(np.uint8)
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.ndim == 2:
@@ -181,26 +193,49 @@ def read_image(path: Path) -> np.ndarray:
     return array
 
 
-def load_folder(root: Path) -> ImageSet:
+def _as_bands(img):
+    """The PIL image with its values as colour bands (see ``read_image``)."""
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    if img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return img.convert("RGB")
+    if img.mode in ("LA", "La"):
+        return img.getchannel("L")
+    return img
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) directly in ``folder``, sorted; hidden files are ignored."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES], [
+        p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES
+    ]
+
+
+def load_folder(root: Path, skip_unreadable: bool = False) -> ImageSet:
     """Read every image under ``root/<class>/``; classes are the sorted subfolder names.
 
     Files that cannot be decoded are kept as ``None`` with their error (the channel policy
-    decides). An optional ``root/channel_order.json`` maps relative paths to ``"bgr"`` for files
-    stored in BGR order (as written by OpenCV, or declared by a product header).
+    decides), or left out with ``skip_unreadable`` (a user's folder under the default
+    ``data.on_unreadable: skip``, after ``datacheck`` has named them). An optional
+    ``root/channel_order.json`` maps relative paths to ``"bgr"`` for files stored in BGR order
+    (as written by OpenCV, or declared by a product header).
     """
     sidecar = root / "channel_order.json"
     declared = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     images, labels, names, orders, errors = [], [], [], [], []
     folders = class_folders(root)
     for label, folder in enumerate(folders):
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        for path in image_files(folder)[0]:
             relative = path.relative_to(root).as_posix()
             try:
-                images.append(read_image(path))
-                errors.append(None)
+                image, error = read_image(path), None
             except DataError as exc:
-                images.append(None)
-                errors.append(str(exc))
+                if skip_unreadable:
+                    continue
+                image, error = None, str(exc)
+            images.append(image)
+            errors.append(error)
             labels.append(label)
             names.append(str(path))
             orders.append(declared.get(relative, "rgb"))

@@ -92,6 +92,12 @@ class Tracker:
             self.client.log_text(self.parent_id, yaml.safe_dump(value, sort_keys=False), name)
         return self.parent_id
 
+    def log_data_check(self, check: dict | None) -> None:
+        """The folder check (``datacheck``) as ``data_check.json`` on the parent run: which files
+        were left out and why, for whoever reads the study later."""
+        if check is not None:
+            self.client.log_dict(self.parent_id, check, "data_check.json")
+
     def close_orphans(self, live: set[str]) -> int:
         """Mark trial runs left RUNNING by a killed process as KILLED; return how many.
 

@@ -66,12 +66,12 @@ class Reporter(Protocol):
 
 
 @lru_cache(maxsize=4)
-def _load(source: str, synthetic: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str):
+def _load(source: str, synthetic: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str, skip: bool):
     from spp_search import data
     from spp_search.corruption import CorruptionSpec, corrupt, through_files
 
     spec = data.SyntheticSpec(**dict(synthetic))
-    images = data.make_synthetic(spec) if source == "synthetic" else data.load_folder(Path(source))
+    images = data.make_synthetic(spec) if source == "synthetic" else data.load_folder(Path(source), skip)
     damage = CorruptionSpec(**dict(corruption))
     if damage.active:
         images = corrupt(images, damage, spec.max_size)
@@ -90,6 +90,7 @@ def load_trial_data(data_cfg: dict):
         data_cfg["val_fraction"],
         data_cfg["split_seed"],
         data_cfg.get("cache_dir", ".spp_cache"),
+        data_cfg.get("on_unreadable", "skip") == "skip",
     )
 
 

@@ -184,7 +184,9 @@ def mirrored_trial(config: StudyConfig, params: dict, result: TrialResult, value
     )
 
 
-def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, project_dir: Path) -> StudySummary:
+def run_keras_tuner(
+    config: StudyConfig, runners: list, device: str, console, project_dir: Path, data_check: dict | None = None
+) -> StudySummary:
     """Run (or resume) the study with KerasTuner; trials are tracked and mirrored as with Optuna."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with exclusive(config.study.storage, f"start:{config.study.name}"):  # as the Optuna engine
@@ -200,6 +202,7 @@ def run_keras_tuner(config: StudyConfig, runners: list, device: str, console, pr
                 "tuner": config.study.tuner,
             },
         )
+        tracker.log_data_check(data_check)
         closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")

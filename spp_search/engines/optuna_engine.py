@@ -507,12 +507,19 @@ class TrialLoop:
 
 
 def run_study(
-    config: StudyConfig, runners: list, device: str, console: Console, prepare=None, join: bool = False
+    config: StudyConfig,
+    runners: list,
+    device: str,
+    console: Console,
+    prepare=None,
+    join: bool = False,
+    data_check: dict | None = None,
 ) -> StudySummary:
     """Run the study's trials on ``runners`` until its total is reached.
 
     ``prepare(study)`` runs once on a new study (an ablation enqueues its configurations there).
     ``join`` (the ``worker`` command) only works on tickets others created: it never tops up.
+    ``data_check`` (a folder's ``DataCheck.to_dict``) goes on the parent run as ``data_check.json``.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     holder: dict = {}
@@ -530,6 +537,7 @@ def run_study(
         tracker = Tracker(config.study.tracking_uri, config.study.name)
         holder.update(tracker=tracker, config=config)
         tracker.open_study(config.to_dict(), {**config.defaults, "device": device, "backend": config.study.backend})
+        tracker.log_data_check(data_check)
         closed = tracker.close_orphans(live_run_ids(study))
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")

@@ -1,0 +1,195 @@
+"""Look at a user's image folder once, before any trial: what is there, and what cannot be used.
+
+A study on a folder with a truncated JPEG used to fail every trial identically (``data_error``)
+and say why only in MLflow. ``check_folder`` decodes every file once, with the same reader the
+trials use (``data.read_image``), and returns a :class:`DataCheck`: per class the usable count,
+size range, modes and file kinds, the band counts, the unreadable files with their reasons and
+the files that are not images. ``require`` turns what makes a study pointless into a one-line
+``ConfigError`` (exit 2 before anything is written):
+
+* a class folder with fewer than 2 usable images, or no usable images at all;
+* fewer than two classes with usable images;
+* any unreadable file under ``data.on_unreadable: error``.
+
+Under the default ``on_unreadable: skip`` unreadable files are left out (one warning line each,
+and ``data_check.json`` on the study's parent MLflow run). Band-count differences are reported
+but not judged: reconciling them is the ``channel_policy`` factor's job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from spp_search.data import class_folders, image_files, read_image
+from spp_search.errors import ConfigError, DataError
+
+ON_UNREADABLE = ("skip", "error")
+MIN_PER_CLASS = 2
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One image file: its class, how it is stored, and its decoded shape or its error."""
+
+    path: str  # relative to the folder
+    label: str
+    kind: str  # the format the file really holds (PNG, JPEG, ...), not its suffix
+    mode: str  # PIL's mode as stored (RGB, L, P, CMYK, I;16, ...)
+    height: int = 0
+    width: int = 0
+    bands: int = 0  # after decoding (see data.read_image)
+    error: str | None = None
+
+
+@dataclass
+class DataCheck:
+    """What ``check_folder`` found in one folder."""
+
+    root: str
+    classes: list[str]
+    records: list[FileRecord] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # files without an image suffix, ignored
+    seconds: float = 0.0
+
+    def usable(self, label: str | None = None) -> list[FileRecord]:
+        return [r for r in self.records if r.error is None and label in (None, r.label)]
+
+    def unreadable(self) -> list[FileRecord]:
+        return [r for r in self.records if r.error is not None]
+
+    def problems(self) -> list[str]:
+        """Why a study on this folder cannot work, one sentence each (empty: it can)."""
+        counts = {c: len(self.usable(c)) for c in self.classes}
+        short = [c for c, n in counts.items() if n < MIN_PER_CLASS]
+        if not self.usable():
+            return [f"no usable images in {len(self.records)} image files"]
+        found = [f"class `{c}` has {counts[c]} usable image(s), fewer than {MIN_PER_CLASS}" for c in short]
+        if len(counts) - len(short) < 2:
+            found.append(f"only one class has usable images ({[c for c in counts if c not in short]})")
+        return found
+
+    def summary(self) -> list[str]:
+        """The human summary: one header line, one line per class, the totals, the files left out."""
+        usable = self.usable()
+        lines = [
+            f"data {self.root}: {len(self.classes)} classes, {len(usable)} usable of {len(self.records)} image "
+            f"files, {len(self.unreadable())} unreadable, {len(self.others)} other files ignored "
+            f"(checked in {self.seconds:.1f} s)"
+        ]
+        for c in self.classes:
+            mine = self.usable(c)
+            bad = sum(1 for r in self.records if r.label == c and r.error)
+            lines.append(f"  {c}: {len(mine)} usable, {bad} unreadable; {_sizes(mine)}; modes {_count(mine, 'mode')}")
+        if usable:
+            bands = ", ".join(f"{k}-band {v}" for k, v in sorted(Counter(r.bands for r in usable).items()))
+            lines.append(f"  file kinds {_count(usable, 'kind')}; {bands}")
+            bands = {r.bands for r in usable}
+            if len(bands) > 1:
+                lines.append(
+                    f"  band counts differ ({sorted(bands)}): the channel_policy factor decides (strict refuses them)"
+                )
+        lines += [f"  unreadable: {r.path}: {_reason(r.error)}" for r in self.unreadable()]
+        lines += [f"  ignored (not .png/.jpg/.jpeg): {p}" for p in self.others]
+        return lines
+
+    def to_dict(self) -> dict:
+        """The JSON artifact (``data_check.json`` on the parent run)."""
+        return {
+            "root": self.root,
+            "classes": {c: len(self.usable(c)) for c in self.classes},
+            "usable": len(self.usable()),
+            "unreadable": [{"path": r.path, "error": _reason(r.error)} for r in self.unreadable()],
+            "ignored": self.others,
+            "problems": self.problems(),
+            "files": [asdict(r) for r in self.records],
+        }
+
+
+def _count(records: list[FileRecord], attribute: str) -> str:
+    counts = Counter(str(getattr(r, attribute)) for r in records)
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+
+def _sizes(records: list[FileRecord]) -> str:
+    if not records:
+        return "no sizes"
+    heights, widths = [r.height for r in records], [r.width for r in records]
+    return f"height {min(heights)}-{max(heights)}, width {min(widths)}-{max(widths)} px"
+
+
+def _reason(error: str | None) -> str:
+    """The reader's message without the path it starts with (the line names the file already)."""
+    text = str(error or "")
+    head, sep, rest = text.partition(": ")
+    return rest if sep and ("/" in head or "\\" in head or "." in head) else text
+
+
+def _inspect(path: Path, root: Path, label: str) -> FileRecord:
+    from PIL import Image
+
+    relative = path.relative_to(root).as_posix()
+    kind, mode = "?", "?"
+    try:
+        with Image.open(path) as img:
+            kind, mode = img.format or "?", img.mode
+    except Exception:  # noqa: BLE001 - read_image below says why, in the project's words
+        pass
+    try:
+        image = read_image(path)
+    except DataError as exc:
+        return FileRecord(relative, label, kind, mode, error=str(exc))
+    return FileRecord(relative, label, kind, mode, image.shape[0], image.shape[1], image.shape[2])
+
+
+def check_folder(root: Path) -> DataCheck:
+    """Decode every image file under ``root/<class>/`` once; ``ConfigError`` if it is no dataset."""
+    start = time.perf_counter()
+    folders = class_folders(root)
+    check = DataCheck(str(root), [f.name for f in folders])
+    for folder in folders:
+        images, others = image_files(folder)
+        check.records += [_inspect(p, root, folder.name) for p in images]
+        check.others += [p.relative_to(root).as_posix() for p in others]
+    check.seconds = time.perf_counter() - start
+    return check
+
+
+def require(check: DataCheck, on_unreadable: str) -> None:
+    """Raise a one-line ``ConfigError`` if the folder cannot make a study (see the module doc)."""
+    problems = check.problems()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(
+            f"`data` {check.root}: {problems[0]}{more}; a study needs at least {MIN_PER_CLASS} usable images in "
+            "each of 2 or more classes. Add images or remove the class folder (see `study.py check-data`)."
+        )
+    bad = check.unreadable()
+    if bad and on_unreadable == "error":
+        first = bad[0]
+        raise ConfigError(
+            f"`data` holds {len(bad)} unreadable file(s), first {first.path}: {_reason(first.error).rstrip('.')}; "
+            "or set data.on_unreadable: skip to leave such files out."
+        )
+
+
+def policy_warning(check: DataCheck, policy: str, searched: bool) -> str | None:
+    """A warning when the band counts differ and a fixed ``strict`` channel policy will refuse
+    them in every trial (the study would record nothing but ``data_error``)."""
+    bands = sorted({r.bands for r in check.usable()})
+    if len(bands) < 2 or searched or policy != "strict":
+        return None
+    return (
+        f"warning: images have {bands} bands and channel_policy is strict: every trial would end in data_error. "
+        "Set defaults.channel_policy: pad_missing (or drop_extra) in the config, or search channel_policy."
+    )
+
+
+def warnings(check: DataCheck) -> list[str]:
+    """One line per file left out under ``on_unreadable: skip``, naming it and the fix."""
+    return [
+        f"warning: left out {r.path}: {_reason(r.error)} (data.on_unreadable: error would stop the study instead)"
+        for r in check.unreadable()
+    ]
