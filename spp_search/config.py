@@ -26,8 +26,9 @@ import yaml
 from spp_search.backends import AUTO, BACKENDS
 from spp_search.checks import SEED_MAX, check_numbers, numeric
 from spp_search.corruption import CorruptionSpec
-from spp_search.data import SyntheticSpec, class_folders
+from spp_search.data import BUILT_IN, SyntheticSpec, class_folders
 from spp_search.datacheck import ON_UNREADABLE
+from spp_search.digits import DigitsSpec
 from spp_search.errors import ConfigError, must
 from spp_search.factors import check_factor, default_factors
 from spp_search.space import SearchSpace
@@ -121,7 +122,8 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """Where images come from: ``synthetic`` (generated) or a folder path; how they are split."""
+    """Where images come from: ``synthetic`` (generated), ``digits`` (real handwritten digits,
+    ``digits.py``) or a folder path; what to do with unreadable files; how they are split."""
 
     source: str = "synthetic"
     on_unreadable: str = "skip"
@@ -130,6 +132,7 @@ class DataSettings:
     bands: int = numeric(3, 1, None, "Use 3 for RGB.")
     cache_dir: str = ".spp_cache"
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    digits: DigitsSpec = field(default_factory=DigitsSpec)
     corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
 
     def __post_init__(self) -> None:
@@ -140,7 +143,7 @@ class DataSettings:
         if self.on_unreadable not in ON_UNREADABLE:
             fix = "Use skip (leave such files out, with a warning) or error (stop before any trial)."
             raise ConfigError(must("on_unreadable", f"be one of {list(ON_UNREADABLE)}", self.on_unreadable, fix))
-        if self.source != "synthetic":
+        if self.source not in BUILT_IN:
             class_folders(Path(self.source))  # fails now, not in the first trial
 
     def for_trial(self) -> dict:
@@ -187,8 +190,11 @@ class StudyConfig:
             "backend",
         ):
             d["study"].pop(key)
-        if d["data"].get("on_unreadable") == "skip":  # added later at this value: older studies resume
+        # keys added later, at values that change nothing: studies started before them still resume
+        if d["data"].get("on_unreadable") == "skip":
             d["data"].pop("on_unreadable")
+        if d["data"]["source"] != "digits":
+            d["data"].pop("digits")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -101,6 +101,7 @@ class DataCheck:
             "root": self.root,
             "classes": {c: len(self.usable(c)) for c in self.classes},
             "usable": len(self.usable()),
+            "bands": sorted({r.bands for r in self.usable()}),
             "unreadable": [{"path": r.path, "error": _reason(r.error)} for r in self.unreadable()],
             "ignored": self.others,
             "problems": self.problems(),

@@ -3,7 +3,7 @@
 Every trial run logs two dataset inputs, its training and its validation split (context tags
 ``training`` / ``validation``). What identifies them:
 
-* built-in data (``synthetic``): the generator's spec, the corruption and the split as the
+* built-in data (``synthetic``, ``digits``): the generator's spec, the corruption and the split as the
   source, and a digest of that spec (the same spec generates the same images);
 * an image folder: its path, its image-file count and a digest of the files' content (paths and
   bytes), so two folders of the same size never share a digest and an edited folder gets a new one.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from spp_search.data import IMAGE_SUFFIXES
 
+GENERATORS = {"synthetic": "spp_search.data.make_synthetic", "digits": "spp_search.digits.make_digits"}
 CONTEXTS = (("train", "training"), ("validation", "validation"))
 
 
@@ -28,11 +29,12 @@ def describe(data: dict) -> dict:
     """Name, source type, source and digest of a trial's data config (``DataSettings.for_trial``)."""
     split = {"val_fraction": data["val_fraction"], "split_seed": data["split_seed"]}
     corruption = {k: v for k, v in sorted(data.get("corruption", {}).items()) if v}
-    if data["source"] == "synthetic":
-        spec = {"generator": "spp_search.data.make_synthetic", **data["synthetic"], "corruption": corruption}
+    if data["source"] in GENERATORS:
+        name = data["source"]
+        spec = {"generator": GENERATORS[name], **data[name], "corruption": corruption}
         digest = _digest(json.dumps(spec, sort_keys=True))
-        profile = {"images": data["synthetic"].get("num_images"), **split}
-        return {"name": "synthetic", "source_type": "code", "source": spec, "digest": digest, "profile": profile}
+        profile = {"images": data[name].get("num_images"), **split}
+        return {"name": name, "source_type": "code", "source": spec, "digest": digest, "profile": profile}
     root = Path(data["source"]).resolve()
     count, content = folder_digest(root, _state(root))
     digest = _digest(json.dumps({"content": content, "corruption": corruption}, sort_keys=True))

@@ -25,6 +25,18 @@ def wilson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, flo
     return float(low), float(high)
 
 
+def exact(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval; (0, 1) when there are no trials.
+
+    For verdicts on small counts: it never claims more than the binomial allows (1 failure in 1
+    trial gives [0.025, 1], where Wilson's approximation gives [0.21, 1]).
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    low, high = proportion_confint(successes, trials, alpha=alpha, method="beta")
+    return float(0.0 if successes == 0 else low), float(1.0 if successes == trials else high)
+
+
 def mean_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float, float]:
     """Mean and Student-t interval; the interval is (nan, nan) with fewer than two values."""
     x = np.asarray(values, dtype=float)

@@ -66,15 +66,24 @@ class Reporter(Protocol):
 
 
 @lru_cache(maxsize=4)
-def _load(source: str, synthetic: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str, skip: bool):
+def _load(source: str, built_in: tuple, corruption: tuple, val_fraction: float, seed: int, cache: str, skip: bool):
     from spp_search import data
     from spp_search.corruption import CorruptionSpec, corrupt, through_files
 
-    spec = data.SyntheticSpec(**dict(synthetic))
-    images = data.make_synthetic(spec) if source == "synthetic" else data.load_folder(Path(source), skip)
+    if source == "synthetic":
+        spec = data.SyntheticSpec(**dict(built_in))
+        images, max_size = data.make_synthetic(spec), spec.max_size
+    elif source == "digits":
+        from spp_search.digits import DigitsSpec, make_digits
+
+        spec = DigitsSpec(**dict(built_in))
+        images, max_size = make_digits(spec), spec.max_size
+    else:
+        images = data.load_folder(Path(source), skip)
+        max_size = int(images.sizes().max()) if len(images.sizes()) else 64
     damage = CorruptionSpec(**dict(corruption))
     if damage.active:
-        images = corrupt(images, damage, spec.max_size)
+        images = corrupt(images, damage, max_size)
         if damage.needs_files:
             images = through_files(images, damage, Path(cache))
     return data.split(images, val_fraction, seed)
@@ -85,7 +94,7 @@ def load_trial_data(data_cfg: dict):
     items = lambda key: tuple(sorted(data_cfg.get(key, {}).items()))  # noqa: E731
     return _load(
         data_cfg["source"],
-        items("synthetic"),
+        items("digits" if data_cfg["source"] == "digits" else "synthetic"),
         items("corruption"),
         data_cfg["val_fraction"],
         data_cfg["split_seed"],
@@ -94,11 +103,18 @@ def load_trial_data(data_cfg: dict):
     )
 
 
+def bands_of(data_cfg: dict) -> int:
+    """The model's band count: the built-in generator's, or ``data.bands`` for a folder."""
+    if data_cfg["source"] in ("synthetic", "digits"):
+        return int(data_cfg[data_cfg["source"]]["bands"])
+    return int(data_cfg["bands"])
+
+
 def trial_data(data_cfg: dict, factors: dict):
     """The trial's train/val sets after its channel policy and order (``channels.conform``)."""
     from spp_search.channels import conform
 
-    bands = data_cfg["synthetic"]["bands"] if data_cfg["source"] == "synthetic" else data_cfg["bands"]
+    bands = bands_of(data_cfg)
     policy, order = factors.get("channel_policy", "strict"), factors.get("channel_order", "as_is")
     return tuple(conform(part, bands, policy, order) for part in load_trial_data(data_cfg))
 

@@ -7,8 +7,22 @@ import math
 import pandas as pd
 import pytest
 
-from spp_search.claims import REFUTED, SOME, SUPPORTED, UNKNOWN, _channel_order, _memory, judge_failure, verdicts
-from spp_search.stats import failure_rules, interactions, mean_interval, welch, wilson
+from spp_search.claims import (
+    NOT_TESTED,
+    REFUTED,
+    SOME,
+    SUPPORTED,
+    UNKNOWN,
+    DataFacts,
+    _channel_order,
+    _channels,
+    _memory,
+    facts_of,
+    judge_failure,
+    needed_to_refute,
+    verdicts,
+)
+from spp_search.stats import exact, failure_rules, interactions, mean_interval, welch, wilson
 
 
 @pytest.mark.parametrize(
@@ -72,24 +86,47 @@ def _claim_frame(rows):
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
+# Hand-computed: with no failure in n trials the exact 95% upper bound is 1 - 0.025 ** (1 / n),
+# below 10% from n = 36 on (n = 35: 0.10003). Two failures in two: lower bound sqrt(0.025) = 0.158.
 @pytest.mark.parametrize(
-    ("rows", "verdict"),
+    ("rows", "verdict", "evidence"),
     [
+        ([{}] * 36, REFUTED, "floor_ceil 0/36 [0.00, 0.10]"),
+        ([{}] * 35, UNKNOWN, "needed for an upper bound under 10%: floor_ceil 1"),
+        ([{}] * 2, UNKNOWN, "floor_ceil 34"),
         (
             [{}] * 3 + [{"spp_impl": "keras_adaptive", "outcome": "shape_error"}] * 2,
             f"{SOME} (keras_adaptive)",
+            "floor_ceil 0/3 [0.00, 0.71]; keras_adaptive 2/2 [0.16, 1.00]; more failure-free trials needed for "
+            "an upper bound under 10%: floor_ceil 33",
         ),
-        ([{"outcome": "shape_error"}] * 3, SUPPORTED),
-        ([{}] * 4, REFUTED),
-        ([{}] * 2, UNKNOWN),
-        ([{"outcome": "data_error"}] * 4, UNKNOWN),  # never reached the model
-        ([{}] * 3 + [{"spp_impl": "keras_adaptive", "outcome": "shape_error"}], UNKNOWN),  # 1/1: an anecdote
+        (
+            [{}] * 36 + [{"head": "flatten", "outcome": "shape_error"}] * 2,
+            f"{SOME} (flatten)",
+            "flatten 2/2",
+        ),
+        ([{"outcome": "shape_error"}] * 3, SUPPORTED, "floor_ceil 3/3 [0.29, 1.00]"),
+        (
+            [{"outcome": "data_error"}] * 4,
+            NOT_TESTED,
+            "no trial met the condition: needs it",
+        ),  # never reached the model
+        ([{"input_shape": "auto"}] * 4, NOT_TESTED, "no trial met the condition"),
+        # 1 failure in 1 trial: exact interval [0.025, 1], an anecdote, not a failing implementation
+        ([{}] * 3 + [{"spp_impl": "keras_adaptive", "outcome": "shape_error"}], UNKNOWN, "keras_adaptive 1/1 [0.03"),
     ],
 )
-def test_failure_claim_verdicts(rows, verdict):
+def test_failure_claim_verdicts(rows, verdict, evidence):
     frame = _claim_frame(rows)
-    got = judge_failure(frame, frame["input_shape"] == "none", {"shape_error"}, "claim")
+    got = judge_failure(frame, frame["input_shape"] == "none", {"shape_error"}, "claim", "needs it")
     assert got.verdict == verdict
+    assert evidence in got.evidence
+
+
+def test_counts_needed_to_refute_match_the_exact_bound():
+    assert [needed_to_refute(0, n) for n in (0, 3, 15, 35, 36)] == [36, 33, 21, 1, 0]
+    k1 = needed_to_refute(1, 10)
+    assert exact(1, 10 + k1)[1] < 0.10 <= exact(1, 10 + k1 - 1)[1]
 
 
 def test_every_claim_has_a_verdict_even_on_one_trial():
@@ -107,7 +144,71 @@ def test_every_claim_has_a_verdict_even_on_one_trial():
     )
     results = verdicts(frame)
     assert len(results) == 6 and all(v.verdict and v.evidence for v in results)
-    assert [v.verdict for v in results].count(UNKNOWN) >= 5  # one trial settles (almost) nothing
+    assert {v.verdict for v in results} <= {UNKNOWN, NOT_TESTED}  # one trial settles nothing
+
+
+def _channel_rows(strict_errors: int, strict_ok: int, lenient: int, lenient_shape: int = 0) -> pd.DataFrame:
+    rows = [{"channel_policy": "strict", "outcome": "data_error"}] * strict_errors
+    rows += [{"channel_policy": "strict"}] * strict_ok
+    rows += [{"channel_policy": "pad_missing"}] * (lenient - lenient_shape)
+    rows += [{"channel_policy": "pad_missing", "outcome": "shape_error"}] * lenient_shape
+    return _claim_frame(rows)
+
+
+@pytest.mark.parametrize(
+    ("frame", "facts", "verdict", "evidence"),
+    [
+        # the wrong verdict: strict trials on data without inconsistent bands were "refuted"
+        (_channel_rows(0, 5, 0), DataFacts(mixed_bands=False), NOT_TESTED, "3b needs images whose band count"),
+        (_channel_rows(0, 5, 0), DataFacts(), NOT_TESTED, "the data held no such image"),  # unknown, 0 errors
+        (
+            _channel_rows(3, 0, 0),  # strict stopped them all; no lenient trial: the layer is not ruled out
+            DataFacts(mixed_bands=True),
+            "supported as data errors, not as SPP shape errors",
+            "3/3 trials stop with data_error",
+        ),
+        (
+            _channel_rows(3, 0, 36),
+            DataFacts(mixed_bands=True),
+            "supported as data errors; refuted as SPP shape errors",
+            "0/36 shape errors [95% CI 0.00, 0.10]",
+        ),
+        (
+            _channel_rows(3, 0, 5),
+            DataFacts(mixed_bands=True),
+            "supported as data errors, not as SPP shape errors",
+            "31 more lenient trials",
+        ),
+    ],
+)
+def test_channel_count_claim_branches(frame, facts, verdict, evidence):
+    got = _channels(frame, facts)
+    assert got.verdict == verdict and evidence in got.evidence
+
+
+def test_channel_order_claim_is_not_tested_without_bgr_images():
+    rows = [{"channel_order": "as_is", "value": 0.5}] * 3 + [{"channel_order": "normalize", "value": 0.5}] * 3
+    assert _channel_order(_claim_frame(rows), DataFacts(declared_bgr=False)).verdict == NOT_TESTED
+
+
+def test_memory_claim_is_not_tested_without_an_out_of_memory_trial():
+    rows = _mem_rows("fixed", "floor_ceil", "ok", 3)
+    assert _memory(pd.DataFrame(rows), DataFacts()).verdict == NOT_TESTED
+
+
+def test_data_facts_from_a_study_config(tmp_path):
+    assert facts_of({"data": {"source": "synthetic"}}) == DataFacts(False, False)
+    corrupt = {"data": {"source": "digits", "corruption": {"grayscale": 0.1, "swapped_channels": 0.2}}}
+    assert facts_of(corrupt) == DataFacts(True, True)
+    (tmp_path / "a").mkdir()
+    folder = {"data": {"source": str(tmp_path), "bands": 3}}
+    assert facts_of(folder, [1, 3]) == DataFacts(True, False)
+    assert facts_of(folder, [3]) == DataFacts(False, False)
+    assert facts_of(folder) == DataFacts(None, False)  # a study from before data checks
+    (tmp_path / "channel_order.json").write_text('{"a/x.png": "bgr"}')
+    assert facts_of(folder, [3]).declared_bgr is True
+    gone = {"data": {"source": str(tmp_path / "moved"), "bands": 3}}
+    assert facts_of(gone, [3]) == DataFacts(False, None)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +225,7 @@ def test_every_claim_has_a_verdict_even_on_one_trial():
 def test_channel_order_verdict_needs_equivalence_to_refute(as_is, normalize, verdict):
     rows = [{"channel_order": "as_is", "value": v} for v in as_is]
     rows += [{"channel_order": "normalize", "value": v} for v in normalize]
-    assert _channel_order(_claim_frame(rows)).verdict == verdict
+    assert _channel_order(_claim_frame(rows), DataFacts()).verdict == verdict
 
 
 def _mem_rows(policy, impl, outcome, n, batch=1024, size=32, head="spp"):
@@ -160,7 +261,7 @@ def _mem_rows(policy, impl, outcome, n, batch=1024, size=32, head="spp"):
 )
 def test_memory_verdict_compares_layers_at_equal_load_and_policy(rows, verdict):
     frame = _claim_frame(rows)
-    got = _memory(frame)
+    got = _memory(frame, DataFacts())
     assert got.verdict == verdict, got.evidence
 
 

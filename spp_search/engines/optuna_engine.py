@@ -538,6 +538,8 @@ def run_study(
         holder.update(tracker=tracker, config=config)
         tracker.open_study(config.to_dict(), {**config.defaults, "device": device, "backend": config.study.backend})
         tracker.log_data_check(data_check)
+        if data_check is not None:  # the report's claims need to know whether band counts differed
+            study.set_user_attr("data_bands", data_check["bands"])
         closed = tracker.close_orphans(live_run_ids(study))
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
