@@ -1,13 +1,17 @@
 """Does telling the sampler about failures stop it proposing them again?
 
-Runs the same failure-prone study twice, same seed and budget: once with spp-search's feedback
-(deterministic failures infeasible, divergence pruned at its step) and once with Optuna's stock
-behaviour (every failure a plain FAIL, which TPE ignores). Counts, among the trials after the
+Runs the same failure-prone study with spp-search's feedback (deterministic failures
+infeasible, divergence pruned at its step) and with Optuna's stock behaviour (every failure a
+plain FAIL, which TPE ignores), at the same budget, over several sampler seeds per arm (one run
+is an anecdote: TPE's path depends on its seed). Counts, among the trials after the
 20th, the failures, and those that repeat a failure already seen in their region: an earlier
 trial failed with the same outcome and differs from it in at most r categorical parameters
 (Hamming distance <= r, for r = 1, 2, 3).
 
-    python -m benchmarks.sampler_feedback [--config experiments/failure_modes.yaml] [--trials 40]
+    python -m benchmarks.sampler_feedback [--config experiments/failure_modes.yaml] [--trials 40] [--seeds 5]
+
+Per arm: the mean failures after trial 20 with a 95% t interval, and the difference between
+the arms with a 95% Welch interval (``summary`` in the JSON).
 """
 
 from __future__ import annotations
@@ -54,11 +58,12 @@ def summarise(trials: list, start: int = 20) -> dict:
     }
 
 
-def run(config: Path, trials: int, feedback: bool, workdir: Path) -> dict:
+def run(config: Path, trials: int, feedback: bool, workdir: Path, seed: int = 0) -> dict:
     raw = yaml.safe_load(config.read_text())
-    name = f"feedback-{'on' if feedback else 'off'}"
+    name = f"feedback-{'on' if feedback else 'off'}-seed{seed}"
     raw["study"].update(
         name=name,
+        seed=seed,
         trials=trials,
         failure_feedback=feedback,
         storage=f"sqlite:///{workdir}/optuna.db",
@@ -75,25 +80,48 @@ def run(config: Path, trials: int, feedback: bool, workdir: Path) -> dict:
         outcomes[t.user_attrs["outcome"]] = outcomes.get(t.user_attrs["outcome"], 0) + 1
     return {
         "feedback": feedback,
+        "seed": seed,
         "wall_s": time.perf_counter() - start,
         "outcomes": outcomes,
         **summarise(done, 20),
     }
 
 
+def summary(runs: list[dict]) -> dict:
+    """Per arm the mean failures (and radius-3 repeats) after trial 20 with 95% t intervals, and
+    off - on with a 95% Welch interval."""
+    from spp_search.stats import diff_interval, mean_interval
+
+    arms = {"on": [r for r in runs if r["feedback"]], "off": [r for r in runs if not r["feedback"]]}
+    out: dict = {}
+    for key, pick in (
+        ("failures_after", lambda r: r["failures_after"]),
+        ("repeats_r3", lambda r: r["repeats_after"]["radius_3"]),
+    ):
+        values = {arm: [pick(r) for r in rs] for arm, rs in arms.items()}
+        out[key] = {arm: [round(v, 2) for v in mean_interval(vs)] for arm, vs in values.items()}
+        out[key]["off_minus_on"] = [round(v, 2) for v in diff_interval(values["off"], values["on"])]
+    out["seeds_per_arm"] = min(len(rs) for rs in arms.values())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("experiments/failure_modes.yaml"))
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=5, help="sampler seeds per arm (default 5)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [run(args.config, args.trials, feedback, Path(tmp)) for feedback in (True, False)]
-    path = write("sampler_feedback", {"config": str(args.config), "trials": args.trials, "runs": results})
-    for r in results:
-        print(
-            f"feedback={r['feedback']}: {r['repeats_after']} of {r['failures_after']} failures after "
-            f"trial 20 repeat one seen in their region ({r['trials_after']} trials); {r['outcomes']}"
-        )
+    results = []
+    for seed in range(args.seeds):
+        for feedback in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(run(args.config, args.trials, feedback, Path(tmp), seed))
+    totals = summary(results)
+    payload = {"config": str(args.config), "trials": args.trials, "summary": totals, "runs": results}
+    path = write("sampler_feedback", payload)
+    for arm in ("on", "off"):
+        mean, low, high = totals["failures_after"][arm]
+        print(f"feedback {arm}: {mean:.1f} [{low:.1f}, {high:.1f}] failures after trial 20 ({args.seeds} seeds)")
     print(f"wrote {path}")
 
 

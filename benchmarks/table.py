@@ -85,18 +85,35 @@ def study_section(data: dict) -> list[str]:
 
 def feedback_section(data: dict) -> list[str]:
     lines = [
-        "## Failures fed back to the sampler (failure-modes study, same seed and budget)",
+        "## Failures fed back to the sampler (failure-modes study, same budget, several seeds per arm)",
         "",
-        "| feedback | failures after trial 20 | repeats within 1 / 2 / 3 parameters | outcomes |",
-        "|---|---|---|---|",
+        "| feedback | seed | failures after trial 20 | repeats within 1 / 2 / 3 parameters | outcomes |",
+        "|---|---|---|---|---|",
     ]
     for r in data["runs"]:
         repeats = " / ".join(str(v) for v in r["repeats_after"].values())
         lines.append(
-            f"| {'on' if r['feedback'] else 'off (stock Optuna)'} | {r['failures_after']} | "
+            f"| {'on' if r['feedback'] else 'off (stock Optuna)'} | {r.get('seed', 0)} | {r['failures_after']} | "
             f"{repeats} | {r['outcomes']} |"
         )
+    if "summary" in data:
+        lines += ["", *feedback_summary(data)]
     return lines
+
+
+def feedback_summary(data: dict) -> list[str]:
+    """Means with 95% intervals per arm, and the difference (the README's figure)."""
+    s = data["summary"]
+    cell = lambda v: f"{v[0]:.1f} [{v[1]:.1f}, {v[2]:.1f}]"  # noqa: E731
+    return [
+        f"| sampler told about failures ({s['seeds_per_arm']} seeds per arm, {data['trials']} trials) "
+        "| failures after trial 20, mean [95% CI] | repeats of a failure within 3 parameters |",
+        "|---|---|---|",
+        f"| yes (spp-search) | {cell(s['failures_after']['on'])} | {cell(s['repeats_r3']['on'])} |",
+        f"| no (stock Optuna: FAIL) | {cell(s['failures_after']['off'])} | {cell(s['repeats_r3']['off'])} |",
+        f"| difference, no - yes | {cell(s['failures_after']['off_minus_on'])} | "
+        f"{cell(s['repeats_r3']['off_minus_on'])} |",
+    ]
 
 
 def _check(name: str, value: float | None, target: float, higher_is_better: bool = False) -> list[str]:

@@ -252,46 +252,76 @@ def seeds_needed(a: list[float], b: list[float], difference: float = 0.01, power
     return int(math.ceil(n))
 
 
+def paper_numbers(frame: pd.DataFrame) -> dict | None:
+    """The paper comparison as numbers (top-1 error in percent): per arm the seeds and mean with
+    a 95% t interval beside the paper's ZF-5 figure; per pair the difference, its interval and
+    the seeds per arm a 1-point difference needs. None with fewer than two ok runs in a paper arm."""
+    arms = [a for a in (*PAPER_ARMS, *EXTRA_ARMS) if a in set(frame["arm"].dropna())]
+    errors = {arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in arms}
+    if any(len(errors.get(a, [])) < 2 for a in PAPER_ARMS):
+        return None
+    pct = lambda values: [round(100 * v, 2) for v in values]  # noqa: E731
+    numbers: dict = {"arms": {}, "differences": []}
+    for arm in arms:
+        mean, low, high = mean_interval(errors[arm])
+        numbers["arms"][arm] = {
+            "seeds": len(errors[arm]),
+            "error": pct([mean, low, high]),
+            "paper": PAPER_ARMS.get(arm),
+        }
+    pairs = [("no_spp", "spp_single_size"), ("spp_single_size", "spp_multi_size")]
+    pairs += [("global_pool", "spp_single_size")] if "global_pool" in errors else []
+    for high, low in pairs:
+        diff, lo, hi = diff_interval(errors[high], errors[low])
+        paper = round(PAPER_ARMS[high] - PAPER_ARMS[low], 2) if high in PAPER_ARMS else None
+        numbers["differences"].append(
+            {
+                "pair": [high, low],
+                "points": pct([diff, lo, hi]),
+                "paper": paper,
+                "seeds_needed": seeds_needed(errors[high], errors[low]),
+            }
+        )
+    means = {a: float(np.mean(errors[a])) for a in PAPER_ARMS}
+    numbers["ordered"] = bool(means["no_spp"] > means["spp_single_size"] > means["spp_multi_size"])
+    return numbers
+
+
 def paper_comparison(frame: pd.DataFrame) -> list[str]:
     """The SPP paper's ordering (no SPP > single-size > multi-size top-1 error) tested on our arms,
     beside the paper's ZF-5 numbers; the extra ``global_pool`` arm is listed when present."""
-    arms = [a for a in (*PAPER_ARMS, *EXTRA_ARMS) if a in set(frame["arm"].dropna())]
-    errors = {arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in arms}
-    if any(len(errors[a]) < 2 for a in PAPER_ARMS):
+    numbers = paper_numbers(frame)
+    if numbers is None:
+        counts = {a: int(((frame["arm"] == a) & (frame["outcome"] == "ok")).sum()) for a in PAPER_ARMS}
         return [
             "The paper comparison needs at least two successful runs per arm "
-            f"({', '.join(f'{a}: {len(e)}' for a, e in errors.items())})."
+            f"({', '.join(f'{a}: {n}' for a, n in counts.items())})."
         ]
     rows = []
-    for arm in arms:
-        mean, low, high = mean_interval(errors[arm])
-        paper = f"{PAPER_ARMS[arm]:.2f}" if arm in PAPER_ARMS else EXTRA_ARMS[arm]
-        rows.append([arm, len(errors[arm]), f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]", paper])
+    for arm, row in numbers["arms"].items():
+        mean, low, high = row["error"]
+        paper = f"{row['paper']:.2f}" if row["paper"] is not None else EXTRA_ARMS[arm]
+        rows.append([arm, row["seeds"], f"{mean:.2f} [{low:.2f}, {high:.2f}]", paper])
     lines = [
         "Top-1 error in percent, mean of the seeds with a 95% t interval; the paper's ZF-5 on ImageNet beside it.",
         "",
         _md_table(["arm", "seeds", "our error, % [95% CI]", "paper ZF-5, %"], rows),
         "",
     ]
-    pairs = [("no_spp", "spp_single_size"), ("spp_single_size", "spp_multi_size")]
-    pairs += [("global_pool", "spp_single_size")] if "global_pool" in errors else []
-    for high, low in pairs:
-        diff, lo, hi = diff_interval(errors[high], errors[low])
+    for d in numbers["differences"]:
+        (high, low), (diff, lo, hi) = d["pair"], d["points"]
         sure = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
-        paper = f"paper {PAPER_ARMS[high] - PAPER_ARMS[low]:+.2f} points" if high in PAPER_ARMS else "not in the paper"
-        needed = seeds_needed(errors[high], errors[low])
+        paper = f"paper {d['paper']:+.2f} points" if d["paper"] is not None else "not in the paper"
+        needed = d["seeds_needed"] if d["seeds_needed"] is not None else "an unknown number of"
         lines.append(
-            f"- error({high}) - error({low}) = {100 * diff:+.2f} points [95% CI {100 * lo:+.2f}, {100 * hi:+.2f}] "
-            f"({sure}); {paper}; resolving a 1-point difference (80% power) needs "
-            f"{needed if needed is not None else 'an unknown number of'} seeds per arm"
+            f"- error({high}) - error({low}) = {diff:+.2f} points [95% CI {lo:+.2f}, {hi:+.2f}] ({sure}); "
+            f"{paper}; resolving a 1-point difference (80% power) needs {needed} seeds per arm"
         )
-    means = {a: float(np.mean(errors[a])) for a in PAPER_ARMS}
-    ordered = means["no_spp"] > means["spp_single_size"] > means["spp_multi_size"]
-    verdict = "reproduced" if ordered else "not reproduced"
+    means = {a: numbers["arms"][a]["error"][0] for a in PAPER_ARMS}
     lines += [
         "",
-        f"**Ordering {verdict}** on this data: "
-        + " > ".join(f"{a} {100 * means[a]:.2f}" for a in sorted(means, key=means.get, reverse=True))
+        f"**Ordering {'reproduced' if numbers['ordered'] else 'not reproduced'}** on this data: "
+        + " > ".join(f"{a} {means[a]:.2f}" for a in sorted(means, key=means.get, reverse=True))
         + " (error, %).",
     ]
     return lines
@@ -311,7 +341,7 @@ def engine_of(study: optuna.Study) -> str:
     )
 
 
-def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
+def comparison_rows(studies: list[tuple[optuna.Study, StudyData]]) -> list[dict]:
     """Studies side by side: engine, trials, epochs trained (the compute budget: pruning and
     Hyperband stop trials early), best accuracy and when it was reached, outcomes, wall time."""
     rows = []
@@ -322,19 +352,25 @@ def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
         best = best_so_far.max()
         reached = int(np.argmax(best_so_far.to_numpy() >= 0.95 * best)) + 1 if best == best else None
         wall = (frame["run_end"].max() - frame["run_start"].min()) if "run_start" in frame else np.nan
-        failed = int(frame["failed"].sum())
         rows.append(
-            [
-                data.name,
-                engine_of(study),
-                len(frame),
-                int(frame["epochs_trained"].sum()),
-                f"{best:.4f}" if best == best else "-",
-                reached or "-",
-                f"{(frame['outcome'] == 'ok').sum()} / {(frame['outcome'] == 'pruned').sum()} / {failed}",
-                f"{wall / 60:.1f}" if wall == wall else "-",
-            ]
+            {
+                "study": data.name,
+                "engine": engine_of(study),
+                "trials": len(frame),
+                "epochs_trained": int(frame["epochs_trained"].sum()),
+                "best_val_accuracy": float(best) if best == best else None,
+                "trials_to_95pct": reached,
+                "ok": int((frame["outcome"] == "ok").sum()),
+                "pruned": int((frame["outcome"] == "pruned").sum()),
+                "failed": int(frame["failed"].sum()),
+                "wall_min": round(float(wall) / 60, 2) if wall == wall else None,
+            }
         )
+    return rows
+
+
+def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
+    """``comparison_rows`` as a Markdown table."""
     header = [
         "study",
         "engine",
@@ -344,6 +380,19 @@ def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
         "trials to 95% of best",
         "ok / pruned / failed",
         "wall min",
+    ]
+    rows = [
+        [
+            r["study"],
+            r["engine"],
+            r["trials"],
+            r["epochs_trained"],
+            f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-",
+            r["trials_to_95pct"] or "-",
+            f"{r['ok']} / {r['pruned']} / {r['failed']}",
+            f"{r['wall_min']:.1f}" if r["wall_min"] is not None else "-",
+        ]
+        for r in comparison_rows(studies)
     ]
     return _md_table(header, rows)
 

@@ -62,3 +62,18 @@ def test_a_repeat_is_the_same_failure_within_the_radius():
     assert [repeats_after(trials, 2, r) for r in (1, 2, 3)] == [1, 2, 2]
     summary = summarise(trials, start=2)
     assert summary["failures_after"] == 3 and summary["trials_after"] == 3
+
+
+def test_sampler_feedback_summary_gives_means_intervals_and_the_difference():
+    """Hand-computed: on 2, 4, 6 (mean 4, SD 2, t(2) 4.303 -> +-4.97) and off 8, 8, 8."""
+    from benchmarks.sampler_feedback import summary
+
+    def run(feedback, failures, r3):
+        return {"feedback": feedback, "failures_after": failures, "repeats_after": {"radius_3": r3}}
+
+    runs = [run(True, f, 1) for f in (2, 4, 6)] + [run(False, 8, 3) for _ in range(3)]
+    got = summary(runs)
+    assert got["failures_after"]["on"] == [4.0, -0.97, 8.97]
+    assert got["failures_after"]["off"][0] == 8.0
+    assert got["failures_after"]["off_minus_on"][0] == 4.0
+    assert got["repeats_r3"]["off_minus_on"][0] == 2.0 and got["seeds_per_arm"] == 3

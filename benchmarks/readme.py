@@ -1,0 +1,195 @@
+"""Regenerate every table of results in README.md from the committed result files.
+
+Each table sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` and is
+rebuilt from ``benchmarks/results/`` by the renderer of that name below; hand edits between the
+markers are overwritten. ``tests/test_readme.py`` fails when a table and its result file disagree,
+and when a table of results sits outside the markers.
+
+    python -m benchmarks.readme           # rewrite the tables
+    python -m benchmarks.readme --check   # exit 1 naming the stale tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.common import RESULTS
+from benchmarks.table import SECTIONS, _gpu_runs, _load, feedback_summary, targets_section
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(str(c) for c in r) + " |" for r in rows
+    ]
+
+
+def _json(name: str, folder: Path) -> dict:
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `python -m benchmarks.{name.split('-')[0]}` to create it")
+    return json.loads(path.read_text())
+
+
+def engines(folder: Path) -> list[str]:
+    data = _json("engines", folder)
+    rows = [
+        [
+            r["engine"],
+            r["epochs_trained"],
+            f"{r['best_val_accuracy']:.3f}" if r["best_val_accuracy"] is not None else "-",
+            r["trials_to_95pct"] or "-",
+            f"{r['ok']} / {r['pruned']} / {r['failed']}",
+            f"{r['wall_min']:.1f}",
+        ]
+        for r in data["rows"]
+    ]
+    header = ["engine", "epochs trained", "best val acc", "trials to 95% of best", "ok / pruned / failed", "wall min"]
+    return _table(header, rows) + ["", f"_From `benchmarks/results/engines.json` ({data['trials']} trials each)._"]
+
+
+def _all_results(folder: Path) -> dict:
+    return {name + suffix: _load(name + suffix, folder) for name in SECTIONS for suffix in ("", "-jax")}
+
+
+def _target_rows(folder: Path, gpu: bool) -> list[str]:
+    section = targets_section(_all_results(folder), _gpu_runs(folder))
+    rows = [r for r in section if r.startswith("| ") and "---" not in r]
+    body = [r for r in rows[1:] if ("| GPU " in r) == gpu]
+    return ["| target | measured | target | |", "|---|---|---|---|", *body]
+
+
+def targets(folder: Path) -> list[str]:
+    return _target_rows(folder, gpu=False) + ["", "_From `benchmarks/results/*.json` (CPU: the 2-core machine)._"]
+
+
+def gpu(folder: Path) -> list[str]:
+    data = _gpu_runs(folder).get("gpu-jax") or {}
+    precision = data.get("precision") or {}
+    rows = [
+        [
+            policy,
+            f"{p['images_per_s']:.0f}",
+            f"{p['step_ms']:.1f}",
+            f"{p['compile_s']:.1f}",
+            f"{p['gpu_busy_percent']:.0f}",
+        ]
+        for policy, p in precision.items()
+        if isinstance(p, dict) and p.get("outcome") == "ok"
+    ]
+    device = ", ".join(data.get("environment", {}).get("gpus", [])) or "no GPU run"
+    lines = _target_rows(folder, gpu=True) + [""]
+    lines += _table(["dtype policy (128 px, batch 256)", "images/s", "step ms", "compile s", "GPU busy %"], rows)
+    host = precision.get("host_batch_ms")
+    note = f"; one float32 batch built on the host in {host:.1f} ms" if host else ""
+    return lines + ["", f"_From `benchmarks/results/gpu-jax.json` ({device}){note}._"]
+
+
+def _findings(folder: Path) -> dict:
+    return _json("findings", folder)["studies"]
+
+
+def claims(folder: Path) -> list[str]:
+    studies = _findings(folder)
+    synthetic, real = studies["failure-modes-ablation"], studies["failure-modes-ablation-real"]
+    rows = [
+        [a["claim"], f"**{a['verdict']}**", f"**{b['verdict']}**"]
+        for a, b in zip(synthetic["verdicts"], real["verdicts"], strict=True)
+    ]
+    lines = _table(["claim", "generated data", "real digits"], rows)
+    return lines + [
+        "",
+        f"_From `benchmarks/results/findings.json`: {synthetic['trials']} and {real['trials']} trials; the evidence "
+        "of each verdict (counts and intervals per implementation) is in "
+        "`benchmarks/results/reports/failure-modes-ablation.md` and `failure-modes-ablation-real.md`._",
+    ]
+
+
+def paper(folder: Path) -> list[str]:
+    studies = _findings(folder)
+    numbers = {
+        "generated": studies["paper-multisize"]["paper"],
+        "real digits": studies["paper-multisize-real"]["paper"],
+    }
+    cell = lambda e: f"{e[0]:.2f} [{e[1]:.2f}, {e[2]:.2f}]"  # noqa: E731
+    arms = list(numbers["real digits"]["arms"])
+    rows = []
+    for arm in arms:
+        paper_value = numbers["real digits"]["arms"][arm]["paper"]
+        row = [arm]
+        for data in numbers.values():
+            a = data["arms"].get(arm)
+            row.append(f"{cell(a['error'])} (n={a['seeds']})" if a else "-")
+        rows.append(row + [f"{paper_value:.2f}" if paper_value is not None else "-"])
+    lines = _table(["arm", "error %, generated [95% CI]", "error %, real digits [95% CI]", "paper ZF-5 %"], rows)
+    lines.append("")
+    for label, data in numbers.items():
+        for d in data["differences"]:
+            (high, low), (diff, lo, hi) = d["pair"], d["points"]
+            paper_diff = f"paper {d['paper']:+.2f}" if d["paper"] is not None else "not in the paper"
+            lines.append(
+                f"- {label}: {high} - {low} = {diff:+.2f} points [{lo:+.2f}, {hi:+.2f}] ({paper_diff}); "
+                f"a 1-point difference needs {d['seeds_needed']} seeds per arm"
+            )
+    return lines + ["", "_From `benchmarks/results/findings.json`._"]
+
+
+def feedback(folder: Path) -> list[str]:
+    return feedback_summary(_json("sampler_feedback", folder)) + [
+        "",
+        "_From `benchmarks/results/sampler_feedback.json`._",
+    ]
+
+
+RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "engines": engines,
+    "targets": targets,
+    "gpu": gpu,
+    "claims": claims,
+    "paper": paper,
+    "feedback": feedback,
+}
+
+
+def update(text: str, folder: Path = RESULTS) -> str:
+    """``text`` with every generated block rebuilt; an unknown block name is an error."""
+
+    def rebuild(match: re.Match) -> str:
+        name = match["name"]
+        if name not in RENDERERS:
+            raise SystemExit(f"README block `{name}` has no renderer; use one of {', '.join(RENDERERS)}")
+        return match.group(1) + "\n".join(RENDERERS[name](folder)) + "\n" + match.group(4)
+
+    return BLOCK.sub(rebuild, text)
+
+
+def stale(text: str, folder: Path = RESULTS) -> list[str]:
+    """Names of the blocks whose text differs from what their result files give."""
+    fresh = {m["name"]: m["body"] for m in BLOCK.finditer(update(text, folder))}
+    return [m["name"] for m in BLOCK.finditer(text) if m["body"] != fresh[m["name"]]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 if a table is stale")
+    args = parser.parse_args()
+    text = README.read_text()
+    if args.check:
+        old = stale(text)
+        if old:
+            sys.exit(f"stale README tables: {', '.join(old)}; run `python -m benchmarks.readme`")
+        print("README tables match benchmarks/results/")
+        return
+    README.write_text(update(text))
+    print(f"rewrote {len(BLOCK.findall(text))} tables in {README}")
+
+
+if __name__ == "__main__":
+    main()
