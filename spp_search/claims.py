@@ -57,6 +57,7 @@ class DataFacts:
 
     mixed_bands: bool | None = None  # images whose band count differs from the model's
     declared_bgr: bool | None = None  # images declared in BGR order
+    chance: float | None = None  # accuracy of guessing: 1 / number of classes
 
 
 def _impl(frame: pd.DataFrame) -> pd.Series:
@@ -203,7 +204,7 @@ def _channels(frame: pd.DataFrame, facts: DataFacts) -> Verdict:
     )
     strict = frame["channel_policy"] == "strict"
     k, n = int((frame[strict]["outcome"] == "data_error").sum()), int(strict.sum())
-    lenient = frame[frame["channel_policy"].isin(["pad_missing", "drop_extra"])]
+    lenient = frame[frame["channel_policy"].isin(["pad_missing", "drop_extra"]) & _sizes_safe(frame)]
     shape = int((lenient["outcome"] == "shape_error").sum())
     if facts.mixed_bands is False or (facts.mixed_bands is None and k == 0):
         return Verdict(claim, NOT_TESTED, f"the data held no such image: {missing}")
@@ -212,7 +213,8 @@ def _channels(frame: pd.DataFrame, facts: DataFacts) -> Verdict:
     low, high = exact(shape, len(lenient))
     evidence = (
         f"strict policy: {k}/{n} trials stop with data_error before training (the data, not the layer); "
-        f"pad_missing/drop_extra: {shape}/{len(lenient)} shape errors [95% CI {low:.2f}, {high:.2f}]"
+        f"pad_missing/drop_extra at one fixed size with maps no smaller than a level (where only bands could "
+        f"cause one): {shape}/{len(lenient)} shape errors [95% CI {low:.2f}, {high:.2f}]"
     )
     if k == 0:
         return Verdict(claim, UNKNOWN, evidence)
@@ -221,6 +223,14 @@ def _channels(frame: pd.DataFrame, facts: DataFacts) -> Verdict:
     more = needed_to_refute(shape, len(lenient))
     evidence += f"; {more} more lenient trials without shape errors would rule the layer out"
     return Verdict(claim, "supported as data errors, not as SPP shape errors", evidence)
+
+
+def _sizes_safe(frame: pd.DataFrame) -> pd.Series:
+    """Trials where no shape error can come from image sizes: one fixed size, and a feature map
+    (a quarter of it) no smaller than the largest level. A shape error there comes from the bands."""
+    largest = frame["levels"].map(lambda v: max(_levels(v))) if "levels" in frame else 1
+    size = frame["image_size"].astype(float) if "image_size" in frame else 64.0
+    return (frame["input_policy"] == "fixed") & (size / 4 >= largest)
 
 
 def _channel_order(frame: pd.DataFrame, facts: DataFacts) -> Verdict:
@@ -247,6 +257,13 @@ def _channel_order(frame: pd.DataFrame, facts: DataFacts) -> Verdict:
     )
     if p < 0.05 and b[0] > a[0]:
         return Verdict(claim, "supported as silent accuracy loss, not as failures", evidence)
+    if facts.chance is not None and max(a[2], b[2]) < facts.chance + EQUIVALENCE_MARGIN:
+        # two models that learned nothing are "equivalent" whatever the channel order does
+        return Verdict(
+            claim,
+            UNKNOWN,
+            evidence + f"; neither learned: accuracy within {EQUIVALENCE_MARGIN} of chance ({facts.chance:.3f})",
+        )
     # refuted only when the interval rules out a loss larger than the margin (equivalence),
     # not merely because the difference is not significant
     if d[1] == d[1] and -EQUIVALENCE_MARGIN < d[1] and d[2] < EQUIVALENCE_MARGIN:
@@ -276,9 +293,10 @@ def verdicts(frame: pd.DataFrame, facts: DataFacts | None = None) -> list[Verdic
 BAND_KINDS = ("missing_bands", "extra_bands", "grayscale", "sixteen_bit")
 
 
-def facts_of(config: dict, data_bands: list[int] | None = None) -> DataFacts:
+def facts_of(config: dict, data_bands: list[int] | None = None, classes: int | None = None) -> DataFacts:
     """What a study's data held, from its stored config (corruption rates, source) and, for a
-    folder, the band counts its data check found (``data_bands``) and its ``channel_order.json``."""
+    folder, the band counts and classes its data check found (``data_bands``, ``classes``) and
+    its ``channel_order.json``."""
     from pathlib import Path
 
     data = config.get("data") or {}
@@ -287,7 +305,8 @@ def facts_of(config: dict, data_bands: list[int] | None = None) -> DataFacts:
     bgr = float(corruption.get("swapped_channels") or 0) > 0
     source = data.get("source", "synthetic")
     if source in ("synthetic", "digits"):
-        return DataFacts(mixed, bgr)
+        classes = (data.get(source) or {}).get("num_classes", 4 if source == "synthetic" else 10)
+        return DataFacts(mixed, bgr, 1 / int(classes))
     bands = int(data.get("bands", 3))
     folder_mixed = None if data_bands is None else any(int(b) != bands for b in data_bands)
     sidecar = Path(source) / "channel_order.json"
@@ -298,4 +317,4 @@ def facts_of(config: dict, data_bands: list[int] | None = None) -> DataFacts:
         declared = "bgr" in json.loads(sidecar.read_text()).values()
     elif Path(source).is_dir():
         declared = False
-    return DataFacts(mixed or folder_mixed, bgr or declared)
+    return DataFacts(mixed or folder_mixed, bgr or declared, 1 / classes if classes else None)

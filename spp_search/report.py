@@ -82,7 +82,8 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     space = study.user_attrs.get("config", {}).get("space", {})
     searched = list(space)
     log = frozenset(k for k, v in space.items() if isinstance(v, dict) and v.get("log"))
-    facts = facts_of(study.user_attrs.get("config", {}), study.user_attrs.get("data_bands"))
+    attrs = study.user_attrs
+    facts = facts_of(attrs.get("config", {}), attrs.get("data_bands"), attrs.get("data_classes"))
     data = StudyData(study.study_name, frame, searched, running=running, log_factors=log, facts=facts)
     if frame.empty or not tracking_uri:
         return data

@@ -69,6 +69,8 @@ def test_report_on_known_counts(tmp_path):
 def test_report_says_what_it_cannot_conclude(tmp_path, rows):
     text = write_report(_study(tmp_path, rows), None, tmp_path / "out").read_text()
     assert "**not tested**" in text  # the built-in data held no inconsistent bands, no BGR images
+    row = next(line for line in text.splitlines() if line.startswith("| 3b."))
+    assert "**not tested**" in row and "3b needs images whose band count differs" in row
     if len(rows) == 1:
         assert "Too few trials to conclude anything" in text
     else:

@@ -186,6 +186,27 @@ def test_channel_count_claim_branches(frame, facts, verdict, evidence):
     assert got.verdict == verdict and evidence in got.evidence
 
 
+def test_channel_order_is_not_refuted_by_models_that_learned_nothing():
+    """Equal accuracies at chance (10 classes) say nothing about the channel order."""
+    rows = [{"channel_order": "as_is", "value": v} for v in (0.10, 0.11, 0.10, 0.11)]
+    rows += [{"channel_order": "normalize", "value": v} for v in (0.11, 0.10, 0.11, 0.10)]
+    assert _channel_order(_claim_frame(rows), DataFacts()).verdict == REFUTED  # chance unknown: equivalent
+    got = _channel_order(_claim_frame(rows), DataFacts(chance=0.1))
+    assert got.verdict == UNKNOWN and "neither learned" in got.evidence
+
+
+def test_shape_errors_from_sizes_do_not_count_against_the_bands():
+    """Lenient trials with variable sizes fail for their layer, not for their bands."""
+    frame = _channel_rows(3, 0, 36)
+    sized = _claim_frame(
+        [{"channel_policy": "pad_missing", "input_policy": "variable_padded", "outcome": "shape_error"}]
+    )
+    got = _channels(pd.concat([frame, sized], ignore_index=True), DataFacts(mixed_bands=True))
+    assert (
+        got.verdict == "supported as data errors; refuted as SPP shape errors" and "0/36 shape errors" in got.evidence
+    )
+
+
 def test_channel_order_claim_is_not_tested_without_bgr_images():
     rows = [{"channel_order": "as_is", "value": 0.5}] * 3 + [{"channel_order": "normalize", "value": 0.5}] * 3
     assert _channel_order(_claim_frame(rows), DataFacts(declared_bgr=False)).verdict == NOT_TESTED
@@ -197,12 +218,13 @@ def test_memory_claim_is_not_tested_without_an_out_of_memory_trial():
 
 
 def test_data_facts_from_a_study_config(tmp_path):
-    assert facts_of({"data": {"source": "synthetic"}}) == DataFacts(False, False)
+    assert facts_of({"data": {"source": "synthetic"}}) == DataFacts(False, False, 0.25)
     corrupt = {"data": {"source": "digits", "corruption": {"grayscale": 0.1, "swapped_channels": 0.2}}}
-    assert facts_of(corrupt) == DataFacts(True, True)
+    assert facts_of(corrupt) == DataFacts(True, True, 0.1)
     (tmp_path / "a").mkdir()
     folder = {"data": {"source": str(tmp_path), "bands": 3}}
     assert facts_of(folder, [1, 3]) == DataFacts(True, False)
+    assert facts_of(folder, [3], classes=4).chance == 0.25
     assert facts_of(folder, [3]) == DataFacts(False, False)
     assert facts_of(folder) == DataFacts(None, False)  # a study from before data checks
     (tmp_path / "channel_order.json").write_text('{"a/x.png": "bgr"}')

@@ -205,6 +205,7 @@ def run_keras_tuner(
         tracker.log_data_check(data_check)
         if data_check is not None:  # as the Optuna engine: the report's claims read it
             study.set_user_attr("data_bands", data_check["bands"])
+            study.set_user_attr("data_classes", len(data_check["classes"]))
         closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")

@@ -540,6 +540,7 @@ def run_study(
         tracker.log_data_check(data_check)
         if data_check is not None:  # the report's claims need to know whether band counts differed
             study.set_user_attr("data_bands", data_check["bands"])
+            study.set_user_attr("data_classes", len(data_check["classes"]))
         closed = tracker.close_orphans(live_run_ids(study))
     if closed:
         console.print(f"closed {closed} MLflow run(s) left running by an interrupted run")
