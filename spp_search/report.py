@@ -261,7 +261,7 @@ def paper_numbers(frame: pd.DataFrame) -> dict | None:
     errors = {arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in arms}
     if any(len(errors.get(a, [])) < 2 for a in PAPER_ARMS):
         return None
-    pct = lambda values: [round(100 * v, 2) for v in values]  # noqa: E731
+    pct = lambda values: [round(100 * v, 2) + 0.0 for v in values]  # noqa: E731 (+ 0.0: no "-0.00")
     numbers: dict = {"arms": {}, "differences": []}
     for arm in arms:
         mean, low, high = mean_interval(errors[arm])
