@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from spp_search.data import BUILT_IN
 from spp_search.stats import diff_interval, exact, mean_interval, welch
 
 THRESHOLD = 0.10  # a failure rate whose 95% upper bound is below this counts as "does not fail"
@@ -304,7 +305,7 @@ def facts_of(config: dict, data_bands: list[int] | None = None, classes: int | N
     mixed = any(float(corruption.get(k) or 0) > 0 for k in BAND_KINDS)
     bgr = float(corruption.get("swapped_channels") or 0) > 0
     source = data.get("source", "synthetic")
-    if source in ("synthetic", "digits"):
+    if source in BUILT_IN:
         classes = (data.get(source) or {}).get("num_classes", 4 if source == "synthetic" else 10)
         return DataFacts(mixed, bgr, 1 / int(classes))
     bands = int(data.get("bands", 3))

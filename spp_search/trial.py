@@ -105,7 +105,9 @@ def load_trial_data(data_cfg: dict):
 
 def bands_of(data_cfg: dict) -> int:
     """The model's band count: the built-in generator's, or ``data.bands`` for a folder."""
-    if data_cfg["source"] in ("synthetic", "digits"):
+    from spp_search.data import BUILT_IN
+
+    if data_cfg["source"] in BUILT_IN:
         return int(data_cfg[data_cfg["source"]]["bands"])
     return int(data_cfg["bands"])
 
