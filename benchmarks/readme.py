@@ -26,6 +26,8 @@ BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table as lines (not ``report._md_table``: importing ``spp_search.report`` would
+    load Keras and a backend into a tool that only reads JSON)."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
         "| " + " | ".join(str(c) for c in r) + " |" for r in rows
     ]

@@ -24,8 +24,10 @@ significantly better, refuted only when the 95% interval of the difference lies 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -298,8 +300,6 @@ def facts_of(config: dict, data_bands: list[int] | None = None, classes: int | N
     """What a study's data held, from its stored config (corruption rates, source) and, for a
     folder, the band counts and classes its data check found (``data_bands``, ``classes``) and
     its ``channel_order.json``."""
-    from pathlib import Path
-
     data = config.get("data") or {}
     corruption = data.get("corruption") or {}
     mixed = any(float(corruption.get(k) or 0) > 0 for k in BAND_KINDS)
@@ -313,8 +313,6 @@ def facts_of(config: dict, data_bands: list[int] | None = None, classes: int | N
     sidecar = Path(source) / "channel_order.json"
     declared = None
     if sidecar.is_file():
-        import json
-
         declared = "bgr" in json.loads(sidecar.read_text()).values()
     elif Path(source).is_dir():
         declared = False

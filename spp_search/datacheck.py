@@ -41,7 +41,7 @@ class FileRecord:
     height: int = 0
     width: int = 0
     bands: int = 0  # after decoding (see data.read_image)
-    error: str | None = None
+    error: str | None = None  # why it cannot be read (without the path)
 
 
 @dataclass
@@ -84,14 +84,16 @@ class DataCheck:
             bad = sum(1 for r in self.records if r.label == c and r.error)
             lines.append(f"  {c}: {len(mine)} usable, {bad} unreadable; {_sizes(mine)}; modes {_count(mine, 'mode')}")
         if usable:
-            bands = ", ".join(f"{k}-band {v}" for k, v in sorted(Counter(r.bands for r in usable).items()))
-            lines.append(f"  file kinds {_count(usable, 'kind')}; {bands}")
-            bands = {r.bands for r in usable}
-            if len(bands) > 1:
+            counts = Counter(r.bands for r in usable)
+            lines.append(
+                f"  file kinds {_count(usable, 'kind')}; "
+                + ", ".join(f"{k}-band {v}" for k, v in sorted(counts.items()))
+            )
+            if len(counts) > 1:
                 lines.append(
-                    f"  band counts differ ({sorted(bands)}): the channel_policy factor decides (strict refuses them)"
+                    f"  band counts differ ({sorted(counts)}): the channel_policy factor decides (strict refuses them)"
                 )
-        lines += [f"  unreadable: {r.path}: {_reason(r.error)}" for r in self.unreadable()]
+        lines += [f"  unreadable: {r.path}: {r.error}" for r in self.unreadable()]
         lines += [f"  ignored (not .png/.jpg/.jpeg): {p}" for p in self.others]
         return lines
 
@@ -102,7 +104,7 @@ class DataCheck:
             "classes": {c: len(self.usable(c)) for c in self.classes},
             "usable": len(self.usable()),
             "bands": sorted({r.bands for r in self.usable()}),
-            "unreadable": [{"path": r.path, "error": _reason(r.error)} for r in self.unreadable()],
+            "unreadable": [{"path": r.path, "error": r.error} for r in self.unreadable()],
             "ignored": self.others,
             "problems": self.problems(),
             "files": [asdict(r) for r in self.records],
@@ -121,13 +123,6 @@ def _sizes(records: list[FileRecord]) -> str:
     return f"height {min(heights)}-{max(heights)}, width {min(widths)}-{max(widths)} px"
 
 
-def _reason(error: str | None) -> str:
-    """The reader's message without the path it starts with (the line names the file already)."""
-    text = str(error or "")
-    head, sep, rest = text.partition(": ")
-    return rest if sep and ("/" in head or "\\" in head or "." in head) else text
-
-
 def _inspect(path: Path, root: Path, label: str) -> FileRecord:
     from PIL import Image
 
@@ -140,8 +135,8 @@ def _inspect(path: Path, root: Path, label: str) -> FileRecord:
         pass
     try:
         image = read_image(path)
-    except DataError as exc:
-        return FileRecord(relative, label, kind, mode, error=str(exc))
+    except DataError as exc:  # the reader names the file first: the record keeps the reason only
+        return FileRecord(relative, label, kind, mode, error=str(exc).removeprefix(f"{path}: "))
     return FileRecord(relative, label, kind, mode, image.shape[0], image.shape[1], image.shape[2])
 
 
@@ -171,7 +166,7 @@ def require(check: DataCheck, on_unreadable: str) -> None:
     if bad and on_unreadable == "error":
         first = bad[0]
         raise ConfigError(
-            f"`data` holds {len(bad)} unreadable file(s), first {first.path}: {_reason(first.error).rstrip('.')}; "
+            f"`data` holds {len(bad)} unreadable file(s), first {first.path}: {first.error.rstrip('.')}; "
             "or set data.on_unreadable: skip to leave such files out."
         )
 
@@ -191,6 +186,6 @@ def policy_warning(check: DataCheck, policy: str, searched: bool) -> str | None:
 def warnings(check: DataCheck) -> list[str]:
     """One line per file left out under ``on_unreadable: skip``, naming it and the fix."""
     return [
-        f"warning: left out {r.path}: {_reason(r.error)} (data.on_unreadable: error would stop the study instead)"
+        f"warning: left out {r.path}: {r.error} (data.on_unreadable: error would stop the study instead)"
         for r in check.unreadable()
     ]
