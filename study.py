@@ -14,7 +14,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("SPP_SEARCH_LAZY", "1")  # the driver imports no Keras backend (spp_search/__init__.py)
 
 from spp_search.cli import main  # noqa: E402
 

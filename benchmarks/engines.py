@@ -27,7 +27,7 @@ def main() -> None:
     import optuna
 
     from spp_search.cli import main as cli
-    from spp_search.report import comparison_rows, load_study_data
+    from spp_search.results.report import comparison_rows, load_study_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)

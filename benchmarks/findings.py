@@ -36,8 +36,8 @@ def study_findings(name: str, storage: str, tracking: str) -> tuple[dict, str]:
     """(the findings of a finished study, its report's markdown without the plots section)."""
     import optuna
 
-    from spp_search.claims import verdicts
-    from spp_search.report import build_markdown, load_study_data, paper_numbers
+    from spp_search.results.claims import verdicts
+    from spp_search.results.report import build_markdown, load_study_data, paper_numbers
 
     study = optuna.load_study(study_name=name, storage=storage)
     data = load_study_data(study, tracking)

@@ -70,7 +70,7 @@ def _environment(backend: str, device: str) -> None:
 
 
 def _data(num_images: int, size: int, smallest: int | None = None) -> dict:
-    from spp_search.config import build_config
+    from spp_search.config.settings import build_config
 
     low = smallest or size // 2
     raw = {"data": {"synthetic": {"num_images": num_images, "min_size": low, "max_size": size}}}
@@ -78,7 +78,7 @@ def _data(num_images: int, size: int, smallest: int | None = None) -> dict:
 
 
 def _factors(**overrides) -> dict:
-    from spp_search.factors import default_factors
+    from spp_search.config.factors import default_factors
 
     return {**default_factors(), **overrides}
 
@@ -111,7 +111,7 @@ def _precision_probe() -> dict:
     from keras import ops
 
     from spp_search.backends import runtime
-    from spp_search.bins import selection_matrix
+    from spp_search.model.bins import selection_matrix
 
     x = np.random.default_rng(0).normal(size=(13, 512)).astype("float32")
     select = selection_matrix(13, 6)
@@ -132,8 +132,8 @@ def _numbers(result, *stats: str) -> dict:
 
 def _host_batch_ms(factors: dict, data: dict) -> float:
     """Median time to build one training batch on the host (what the device waits for, if longer)."""
-    from spp_search.preprocessing import build_pipelines
-    from spp_search.trial import trial_data
+    from spp_search.data.loading import trial_data
+    from spp_search.data.preprocessing import build_pipelines
 
     train, val = trial_data(data, factors)
     batches = build_pipelines(train, val, factors, seed=0).train
@@ -146,7 +146,7 @@ def _host_batch_ms(factors: dict, data: dict) -> float:
 
 
 def _run(factors: dict, data: dict, epochs: int, device: str):
-    from spp_search.trial import TrialSpec, run_trial
+    from spp_search.trial.run import TrialSpec, run_trial
 
     return run_trial(TrialSpec(0, factors, data, epochs, 0, device, backend=os.environ["KERAS_BACKEND"]), _Quiet())
 
@@ -220,7 +220,7 @@ def precision_section(quick: bool, device: str) -> dict:
 
 def oom_section(quick: bool, device: str) -> dict:
     """(c) Double the batch size under a memory budget until the trial runs out, twice."""
-    from spp_search.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner
 
     backend = os.environ["KERAS_BACKEND"]
     if device == "gpu":
@@ -241,7 +241,7 @@ def oom_section(quick: bool, device: str) -> dict:
         try:
             while batch <= limit:
                 factors = _factors(image_size=size, batch_size=batch, width=16, input_policy="fixed")
-                from spp_search.trial import TrialSpec
+                from spp_search.trial.run import TrialSpec
 
                 result = runner.run(TrialSpec(0, factors, data, 1, 0, device, backend=backend), _Quiet())
                 steps.append(
@@ -269,8 +269,8 @@ def oom_section(quick: bool, device: str) -> dict:
 def compile_section(quick: bool, device: str) -> dict:
     """How long one trial of the default study compiles, cold (fresh worker, empty compile cache),
     with XLA's default GPU autotuning and with autotuning off (``--xla_gpu_autotune_level=0``)."""
-    from spp_search.isolation import Budgets, Placement, ProcessRunner
-    from spp_search.trial import TrialSpec
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial.run import TrialSpec
 
     backend = os.environ["KERAS_BACKEND"]
     data = _data(64 if quick else 512, 96, 32)
@@ -353,7 +353,7 @@ def _quick_config() -> dict:
 def _study_numbers(storage: str) -> dict:
     import optuna
 
-    from spp_search.engines.budget import counted_trials, outcome_of
+    from spp_search.study.budget import counted_trials, outcome_of
 
     study = optuna.load_study(study_name="bench-gpu", storage=storage)
     done = counted_trials(study)

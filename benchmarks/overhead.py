@@ -21,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from benchmarks.common import write
-from spp_search.storage import make_storage
+from spp_search.infra.storage import make_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 ARMS = {f"lr{i}": {"learning_rate": 0.001 * (i + 1), "levels": [1, 2, 4] if i % 2 else [1, 2]} for i in range(10)}

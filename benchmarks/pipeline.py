@@ -24,10 +24,11 @@ import os
 import statistics
 
 from benchmarks.common import write
-from spp_search.config import build_config
-from spp_search.factors import default_factors
-from spp_search.preprocessing import PAPER_RATIO
-from spp_search.trial import TrialSpec, load_trial_data, run_trial
+from spp_search.config.factors import default_factors
+from spp_search.config.settings import build_config
+from spp_search.data.loading import load_trial_data
+from spp_search.data.preprocessing import PAPER_RATIO
+from spp_search.trial.run import TrialSpec, run_trial
 
 
 def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:

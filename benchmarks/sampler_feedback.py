@@ -90,7 +90,7 @@ def run(config: Path, trials: int, feedback: bool, workdir: Path, seed: int = 0)
 def summary(runs: list[dict]) -> dict:
     """Per arm the mean failures (and radius-3 repeats) after trial 20 with 95% t intervals, and
     off - on with a 95% Welch interval."""
-    from spp_search.stats import diff_interval, mean_interval
+    from spp_search.results.stats import diff_interval, mean_interval
 
     arms = {"on": [r for r in runs if r["feedback"]], "off": [r for r in runs if not r["feedback"]]}
     out: dict = {}

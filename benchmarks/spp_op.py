@@ -29,8 +29,8 @@ IMPLS = ["global_floor", "floor_ceil", "paper_window", "round_bins", "crop_split
 def _layer(impl: str, levels, pooling: str, shape):
     import keras
 
-    from spp_search.layers import SpatialPyramidPooling2D
-    from spp_search.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP, keras_adaptive
+    from spp_search.model.layers import SpatialPyramidPooling2D
+    from spp_search.model.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP, keras_adaptive
 
     if impl == "global_floor":
         return keras.layers.GlobalMaxPooling2D() if pooling == "max" else keras.layers.GlobalAveragePooling2D()
@@ -73,8 +73,8 @@ def check_exact(levels, pooling, shape) -> bool:
     """Our layer against the NumPy reference, on this backend and device."""
     from keras import ops
 
-    from spp_search.bins import reference_spp
-    from spp_search.layers import SpatialPyramidPooling2D
+    from spp_search.model.bins import reference_spp
+    from spp_search.model.layers import SpatialPyramidPooling2D
 
     x = np.random.default_rng(1).normal(size=(2, *shape[1:3], 3)).astype("float32")
     got = ops.convert_to_numpy(SpatialPyramidPooling2D(levels, pooling)(x))

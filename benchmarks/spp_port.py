@@ -71,7 +71,7 @@ def main() -> None:
 
     os.environ["KERAS_BACKEND"] = "tensorflow"
     from benchmarks.common import write
-    from spp_search.layers import SpatialPyramidPooling2D as New
+    from spp_search.model.layers import SpatialPyramidPooling2D as New
 
     Old = old_layer_class()
     rows = []

@@ -29,8 +29,8 @@ def _make_study(tmp: Path) -> str:
     """A study with one successful trial, written through the project's own code."""
     storage = f"sqlite:///{tmp}/o.db"
     script = textwrap.dedent(f"""
-        from spp_search.config import build_config
-        from spp_search.engines.optuna_engine import open_study
+        from spp_search.config.settings import build_config
+        from spp_search.study.lifecycle import open_study
         study = open_study(build_config({{"study": {{"name": "s", "storage": "{storage}"}}}}))
         trial = study.ask()
         trial.set_user_attr("outcome", "ok")

@@ -24,8 +24,8 @@ import optuna
 import psutil
 
 from benchmarks.common import write
-from spp_search.engines.budget import counted_trials, outcome_of
-from spp_search.storage import make_storage
+from spp_search.infra.storage import make_storage
+from spp_search.study.budget import counted_trials, outcome_of
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -47,7 +47,7 @@ def run_enqueued(tmp_path, name: str, trials: list[dict], data: dict | None = No
     from mlflow import MlflowClient
 
     from spp_search.cli import main
-    from spp_search.factors import param_text
+    from spp_search.config.factors import param_text
 
     raw = tiny_config(tmp_path, name=name, trials=len(trials), **study)
     raw["data"].update(data or {}, cache_dir=str(tmp_path / "cache"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spp_search.ablation import arms, space_for
-from spp_search.config import build_config
-from spp_search.engines.budget import enqueue_arms
-from spp_search.errors import ConfigError
-from spp_search.factors import default_factors
+from spp_search.config.ablation import arms, space_for
+from spp_search.config.factors import default_factors
+from spp_search.config.settings import build_config
+from spp_search.infra.errors import ConfigError
+from spp_search.study.budget import enqueue_arms
 
 
 def test_named_arms_vary_and_factorial_expand():
@@ -51,7 +51,8 @@ def test_derived_space_and_enqueue_reproduce_each_arm():
     assert config.study.trials == 4 and config.study.pruner == "none"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
-    assert enqueue_arms(study, configs, repeats, defaults) == 4
+    assert config.arms == tuple(configs) and config.repeats == repeats  # parsed once, kept on the config
+    assert enqueue_arms(study, config.arms, config.repeats, defaults, config.space.names) == 4
     seen = []
     for _ in range(4):
         trial = study.ask()

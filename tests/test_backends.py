@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from spp_search import backends
-from spp_search.cli import make_runners
-from spp_search.config import build_config
-from spp_search.errors import ConfigError
-from spp_search.isolation import Placement
+from spp_search.config.settings import build_config
+from spp_search.infra.errors import ConfigError
+from spp_search.trial.isolation import Placement, make_runners
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,13 +93,12 @@ def test_commands_that_only_read_results_import_no_backend(tmp_path):
     """``export-best`` (and so ``report``'s imports) in a fresh process: no Keras, TensorFlow or JAX."""
     script = textwrap.dedent(f"""
         import os, sys
-        os.environ["SPP_SEARCH_LAZY"] = "1"
         sys.argv = ["study.py"]
         import optuna
         from spp_search.cli import main
-        from spp_search.config import build_config
-        from spp_search.engines.optuna_engine import open_study
-        import spp_search.report, spp_search.export  # noqa: F401
+        from spp_search.config.settings import build_config
+        from spp_search.study.lifecycle import open_study
+        import spp_search.results.report, spp_search.results.export  # noqa: F401
         config = build_config({{"study": {{"name": "s", "storage": "sqlite:///{tmp_path}/o.db"}}}})
         study = open_study(config)
         trial = study.ask()

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from spp_search.cli import main
-from spp_search.config import build_config
-from spp_search.errors import ConfigError
+from spp_search.config.settings import build_config
+from spp_search.infra.errors import ConfigError
 
 NAN, INF = math.nan, math.inf
 # (section path, key, bad values); every numeric key of every config section

@@ -1,4 +1,4 @@
-"""The trial budget's tickets under races between drivers (engines/budget.py, TrialLoop.claim)."""
+"""The trial budget's tickets under races between drivers (study/budget.py, TrialLoop.claim), and liveness."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import threading
 import optuna
 import pytest
 
-from spp_search.config import build_config
-from spp_search.engines import budget
-from spp_search.engines.optuna_engine import TrialLoop
+from spp_search.config.settings import build_config
+from spp_search.study import budget
+from spp_search.study.loop import TrialLoop
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -96,7 +96,7 @@ def test_a_runner_failure_costs_an_attempt_and_is_not_requeued_forever(tmp_path)
     """A runner exception was re-queued as "interrupted" at no attempt cost, forever."""
     import pytest
 
-    from spp_search.tracking import Tracker
+    from spp_search.study.tracking import Tracker
 
     study = optuna.create_study(direction="maximize")
     budget.top_up(study, 1)
@@ -135,18 +135,19 @@ class _Heart:
 def test_heartbeats_do_not_wait_for_a_claim(monkeypatch):
     """The heartbeat thread waited on the lock claim() holds across slow storage round trips, so a
     live trial could be declared stale (grace 30 s) while its driver waited (SQLite: up to 60 s)."""
-    from spp_search.engines import optuna_engine
+    from spp_search.study import liveness
 
-    monkeypatch.setattr(optuna_engine, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
     study = optuna.create_study(direction="maximize")
     loop = _loop(study, trials=1)
-    loop.heart = _Heart()
-    loop.in_flight[7] = 0
-    beating = threading.Thread(target=loop.beat, daemon=True)
+    loop.liveness = liveness.Liveness("heartbeat", max_retries=2)
+    loop.liveness.storage = _Heart()
+    loop.liveness.in_flight[7] = 0
+    beating = threading.Thread(target=loop.liveness.beat, args=(study, loop.stop), daemon=True)
     with loop.lock:  # a claim in progress, stuck on the storage
         beating.start()
         threading.Event().wait(0.5)
-        beats = len(loop.heart.beats)
+        beats = len(loop.liveness.storage.beats)
     loop.stop.set()
     beating.join(2)
     assert beats >= 3
@@ -154,15 +155,18 @@ def test_heartbeats_do_not_wait_for_a_claim(monkeypatch):
 
 def test_a_failed_first_beat_is_retried(monkeypatch):
     """A claimed trial whose first beat failed had no heartbeat at all, so it could never go stale."""
-    from spp_search import storage
+    from spp_search.infra import retry
+    from spp_search.study.liveness import Liveness
 
-    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    monkeypatch.setattr(retry.time, "sleep", lambda s: None)
     study = optuna.create_study(direction="maximize")
     budget.top_up(study, 1)
     loop = _loop(study, trials=1)
-    loop.heart = _Heart(failures=2)
+    loop.liveness = Liveness("heartbeat", max_retries=2)
+    loop.liveness.storage = _Heart(failures=2)
+    monkeypatch.setattr(loop.liveness, "fail_stale", lambda study: None)  # an in-memory study has no heartbeats
     trial = _claim(loop)
-    assert trial is not None and loop.heart.beats == [trial._trial_id]
+    assert trial is not None and loop.liveness.storage.beats == [trial._trial_id]
 
 
 class _RunnerFailedElsewhere:
@@ -173,8 +177,8 @@ class _RunnerFailedElsewhere:
         self.study, self.report = study, report
 
     def run(self, spec, reporter):
-        from spp_search.outcomes import Outcome
-        from spp_search.trial import TrialResult
+        from spp_search.trial.outcomes import Outcome
+        from spp_search.trial.run import TrialResult
 
         trial = self.study.trials[spec.number]
         self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
@@ -190,8 +194,8 @@ def test_a_trial_finished_by_another_driver_while_it_ran_keeps_the_driver_alive(
     next epoch's report (the chaos suite's SIGSTOPped driver, resumed mid-trial)."""
     from mlflow import MlflowClient
 
-    from spp_search.progress import StudyProgress
-    from spp_search.tracking import Tracker
+    from spp_search.study.progress import StudyProgress
+    from spp_search.study.tracking import Tracker
 
     study = optuna.create_study(direction="maximize")
     budget.top_up(study, 1)
@@ -217,7 +221,7 @@ def test_journal_storages_fail_the_trials_of_a_driver_whose_lease_expired(tmp_pa
 
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from spp_search.engines.optuna_engine import LEASE_PREFIX, fail_expired_leases
+    from spp_search.study.liveness import LEASE_PREFIX, fail_expired_leases
 
     study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(tmp_path / "j.log"))))
     budget.top_up(study, 2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spp_search.channels import conform
-from spp_search.corruption import CorruptionSpec, corrupt, through_files
-from spp_search.data import SyntheticSpec, make_synthetic
-from spp_search.errors import ConfigError, DataError
+from spp_search.data.channels import conform
+from spp_search.data.corruption import CorruptionSpec, corrupt, through_files
+from spp_search.data.synthetic import SyntheticSpec, make_synthetic
+from spp_search.infra.errors import ConfigError, DataError
 
 DATA = make_synthetic(SyntheticSpec(num_images=40, min_size=16, max_size=24, seed=2))
 

@@ -17,7 +17,8 @@ import optuna
 import pytest
 import requests
 
-from spp_search.cli import COMMANDS, _quiet_libraries, build_parser
+from spp_search.cli import COMMANDS, build_parser
+from spp_search.infra.process import quiet_libraries
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_OPTIONS = ["--study-name", "s", "--storage", "sqlite:///x.db", "--tracking-uri", "sqlite:///m.db"]
@@ -55,10 +56,11 @@ def test_the_console_script_and_the_module_run_the_cli(command, prog, tmp_path):
 )
 def test_the_entry_points_import_no_backend_before_a_command_chooses_one(command, tmp_path):
     """`spp-search train --backend jax` failed: importing the package had already started Keras
-    on TensorFlow (study.py alone set SPP_SEARCH_LAZY); export-best paid TensorFlow's import."""
+    on TensorFlow (only study.py kept the package from importing Keras); export-best paid
+    TensorFlow's import."""
     args = [sys.executable, "-X", "importtime", *command, "export-best", "--out", "b.yaml"]
     args += ["--storage", f"sqlite:///{tmp_path}/none.db"]
-    env = {k: v for k, v in _quiet_env().items() if k != "SPP_SEARCH_LAZY"}
+    env = _quiet_env()
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert done.returncode == 2 and "existing study database" in done.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
@@ -71,7 +73,7 @@ def test_optunas_experimental_warnings_stay_off_the_console(tmp_path):
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        _quiet_libraries()
+        quiet_libraries()
         optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db", heartbeat_interval=5, grace_period=30)
         JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
         optuna.storages.fail_stale_trials(optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db"))  # every claim
@@ -99,8 +101,8 @@ def test_the_default_experiment_resolves_from_an_installed_wheel(tmp_path):
     site = next(p for p in sys.path if p.endswith("site-packages"))
     code = (
         "import sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
-        "import os; os.environ['SPP_SEARCH_LAZY'] = '1';"
-        "from spp_search.cli import shipped_experiment, main; import spp_search;"
+        "from spp_search.cli import main; from spp_search.config.settings import shipped_experiment;"
+        "import spp_search;"
         "print(spp_search.__file__); print(shipped_experiment());"
         "sys.exit(main(['export-best', '--out', 'b.yaml', '--storage', 'sqlite:///none.db']))"
     )

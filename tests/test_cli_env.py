@@ -3,11 +3,10 @@ command-line option first, then the environment, then the config file."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from spp_search.cli import _urls_from_environment, main
+from spp_search.cli import main
+from spp_search.infra import environment
 
 
 def _export(tmp_path, *extra) -> list[str]:
@@ -46,9 +45,8 @@ def test_an_unreadable_storage_file_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_tracking_uri_from_mlflow_tracking_uri(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:pw@mlflow:5000")
-    args = argparse.Namespace(command="run", storage="sqlite:///x.db", tracking_uri=None)
-    _urls_from_environment(args)
-    assert args.tracking_uri == "http://user:pw@mlflow:5000" and args.storage == "sqlite:///x.db"
+    assert environment.tracking_uri(None) == "http://user:pw@mlflow:5000"
+    assert environment.storage_url("sqlite:///x.db") == "sqlite:///x.db"  # an option beats the environment
 
 
 def test_a_worker_needs_a_storage_from_somewhere(monkeypatch, capsys):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spp_search.config import build_config, load_config
-from spp_search.errors import ConfigError
-from spp_search.factors import FACTORS
+from spp_search.config.factors import FACTORS
+from spp_search.config.fingerprint import fingerprint
+from spp_search.config.settings import build_config, load_config
+from spp_search.infra.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +116,7 @@ def test_old_boolean_mixed_precision_means_float16():
 
 def test_fingerprint_ignores_size_and_places_but_not_the_experiment():
     base = build_config({})
-    assert base.fingerprint() == build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}}).fingerprint()
-    assert base.fingerprint() == build_config({"study": {"backend": "jax", "device": "gpu"}}).fingerprint()
-    assert base.fingerprint() != build_config({"defaults": {"pooling": "avg"}}).fingerprint()
+    same = build_config({"study": {"trials": 5, "storage": "sqlite:///x.db"}})
+    assert fingerprint(base) == fingerprint(same)
+    assert fingerprint(base) == fingerprint(build_config({"study": {"backend": "jax", "device": "gpu"}}))
+    assert fingerprint(base) != fingerprint(build_config({"defaults": {"pooling": "avg"}}))

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spp_search.data import SyntheticSpec, load_folder, make_synthetic, read_image, split
-from spp_search.errors import ConfigError, DataError
+from spp_search.data.images import load_folder, read_image, split
+from spp_search.data.synthetic import SyntheticSpec, make_synthetic
+from spp_search.infra.errors import ConfigError, DataError
 
 SPEC = SyntheticSpec(num_images=64, num_classes=4, min_size=20, max_size=40, bands=3, seed=1)
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from spp_search import datacheck
-from spp_search.data import load_folder, read_image
-from spp_search.errors import ConfigError, DataError
+from spp_search.data import datacheck
+from spp_search.data.images import load_folder, read_image
+from spp_search.infra.errors import ConfigError, DataError
 from tests.photos import messy_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +194,7 @@ def test_on_unreadable_error_stops_before_anything_is_written(photos, tmp_path):
 
 
 def test_on_unreadable_takes_only_its_two_values():
-    from spp_search.config import build_config
+    from spp_search.config.settings import build_config
 
     with pytest.raises(ConfigError, match="`on_unreadable` must be one of"):
         build_config({"data": {"on_unreadable": "ignore"}})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spp_search.config import build_config
-from spp_search.digits import DigitsSpec, make_digits
-from spp_search.errors import ConfigError
+from spp_search.config.fingerprint import fingerprint
+from spp_search.config.settings import build_config
+from spp_search.data.digits import DigitsSpec, make_digits
+from spp_search.infra.errors import ConfigError
 
 
 def test_digits_are_deterministic_balanced_and_sized_as_asked():
@@ -26,7 +27,7 @@ def test_digits_are_deterministic_balanced_and_sized_as_asked():
 
 def test_each_handwritten_sample_is_used_once_so_no_sample_is_in_train_and_validation(monkeypatch):
     """Two images never come from the same scan while num_images <= 1797."""
-    import spp_search.digits as digits
+    import spp_search.data.digits as digits
 
     seen = []
     real = digits._one_image
@@ -57,7 +58,7 @@ def test_config_accepts_digits_and_checks_its_values():
 
 
 def test_a_trial_loads_digits_with_their_bands():
-    from spp_search.trial import bands_of, load_trial_data
+    from spp_search.data.loading import bands_of, load_trial_data
 
     cfg = build_config({"data": {"source": "digits", "digits": {"num_images": 40, "num_classes": 2}}}).data.for_trial()
     train, val = load_trial_data(cfg)
@@ -68,5 +69,5 @@ def test_a_trial_loads_digits_with_their_bands():
 def test_the_fingerprint_of_a_study_without_digits_is_unchanged_by_the_digits_section():
     base = build_config({})
     other = build_config({"data": {"digits": {"num_images": 99}}})
-    assert base.fingerprint() == other.fingerprint()  # a synthetic study ignores the digits settings
-    assert build_config({"data": {"source": "digits"}}).fingerprint() != base.fingerprint()
+    assert fingerprint(base) == fingerprint(other)  # a synthetic study ignores the digits settings
+    assert fingerprint(build_config({"data": {"source": "digits"}})) != fingerprint(base)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import optuna
 
-from spp_search.config import build_config
-from spp_search.engines.optuna_engine import driver_seed, open_study
+from spp_search.config.settings import build_config
+from spp_search.study.lifecycle import open_study
+from spp_search.study.seeding import driver_seed
 
 
 def _config(tmp_path, sampler="random"):

@@ -9,10 +9,10 @@ import json
 import pytest
 from rich.console import Console
 
-from spp_search import failures
-from spp_search.outcomes import Outcome
-from spp_search.progress import StudyProgress
-from spp_search.trial import TrialResult
+from spp_search.study.progress import StudyProgress
+from spp_search.trial import failures
+from spp_search.trial.outcomes import Outcome
+from spp_search.trial.run import TrialResult
 
 DIVERGED = TrialResult(
     Outcome.DIVERGED_EXPLOSION,

@@ -121,8 +121,8 @@ def test_natural_failures_are_classified_and_avoided(tmp_path):
 
 def test_a_worker_that_cannot_start_stops_the_study_with_its_reason():
     """It used to turn every trial into a retried crash with no traceback."""
-    from spp_search.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
-    from spp_search.trial import TrialSpec
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
+    from spp_search.trial.run import TrialSpec
 
     runner = ProcessRunner(Placement("tensorflow", "cpu", extra_env={"SPP_SEARCH_THREADS": "many"}), Budgets())
     try:
@@ -133,9 +133,9 @@ def test_a_worker_that_cannot_start_stops_the_study_with_its_reason():
 
 
 def test_a_worker_that_hangs_while_starting_is_stopped(monkeypatch):
-    from spp_search import isolation
-    from spp_search.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
-    from spp_search.trial import TrialSpec
+    from spp_search.trial import isolation
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner, WorkerStartError
+    from spp_search.trial.run import TrialSpec
 
     monkeypatch.setattr(isolation, "STARTUP_TIMEOUT_S", 0.5)  # a real start takes seconds
     runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets())
@@ -150,7 +150,7 @@ def test_a_sigkill_while_the_cgroup_counts_an_oom_kill_is_oom_host(tmp_path, mon
     """The kernel's OOM killer sends SIGKILL: with no host budget set that used to be a crash,
     retried twice. The cgroup's oom_kill count (faked here: a real one needs the machine's RAM)
     tells it apart."""
-    from spp_search import isolation
+    from spp_search.trial import isolation
 
     counts = iter(range(100))
     monkeypatch.setattr(isolation, "oom_kill_count", lambda: next(counts))  # rises during each trial
@@ -164,10 +164,10 @@ def test_a_sigkill_while_the_cgroup_counts_an_oom_kill_is_oom_host(tmp_path, mon
 def test_each_trial_reports_its_own_memory_above_what_earlier_trials_left():
     """A reused worker keeps what earlier trials cached: peak_rss_mb includes it, trial_rss_mb
     (the peak above the worker's memory when the trial started) does not."""
-    from spp_search.config import build_config
-    from spp_search.factors import default_factors
-    from spp_search.isolation import Budgets, Placement, ProcessRunner
-    from spp_search.trial import TrialSpec
+    from spp_search.config.factors import default_factors
+    from spp_search.config.settings import build_config
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial.run import TrialSpec
 
     data = build_config({"data": {"synthetic": {"num_images": 256, "min_size": 64, "max_size": 96}}}).data.for_trial()
     big = {**default_factors(), "image_size": 96, "batch_size": 128, "width": 16}
@@ -189,10 +189,10 @@ def test_each_trial_reports_its_own_memory_above_what_earlier_trials_left():
 
 
 def test_under_a_host_budget_every_trial_starts_in_a_fresh_worker():
-    from spp_search.config import build_config
-    from spp_search.factors import default_factors
-    from spp_search.isolation import Budgets, Placement, ProcessRunner
-    from spp_search.trial import TrialSpec
+    from spp_search.config.factors import default_factors
+    from spp_search.config.settings import build_config
+    from spp_search.trial.isolation import Budgets, Placement, ProcessRunner
+    from spp_search.trial.run import TrialSpec
 
     data = build_config({"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}).data.for_trial()
     tiny = {**default_factors(), "image_size": 16, "batch_size": 8, "width": 4, "dense_units": 8}

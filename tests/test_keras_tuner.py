@@ -9,10 +9,10 @@ import yaml
 from mlflow import MlflowClient
 
 from spp_search.cli import main
-from spp_search.config import build_config
-from spp_search.engines.keras_tuner_engine import make_oracle
-from spp_search.factors import default_factors
-from spp_search.space import SearchSpace
+from spp_search.config.factors import default_factors
+from spp_search.config.settings import build_config
+from spp_search.config.space import SearchSpace
+from spp_search.study.keras_tuner import make_oracle
 from tests.helpers import tiny_config
 
 SPACE = {
@@ -85,8 +85,8 @@ def test_three_trial_keras_tuner_study_with_an_injected_failure(tmp_path, monkey
 
 
 def _result(outcome: str, **kw):
-    from spp_search.outcomes import Outcome
-    from spp_search.trial import TrialResult
+    from spp_search.trial.outcomes import Outcome
+    from spp_search.trial.run import TrialResult
 
     return TrialResult(outcome=Outcome(outcome), **kw)
 
@@ -104,8 +104,8 @@ def _result(outcome: str, **kw):
 def test_keras_tuner_trials_are_recorded_as_the_optuna_engine_records_them(outcome, state, constraints):
     """KerasTuner's mirror used to record deterministic failures as FAIL (Optuna's engine: PRUNED
     and infeasible), so report and importances saw other states per engine."""
-    from spp_search.engines.keras_tuner_engine import mirrored_trial
-    from spp_search.engines.optuna_engine import recorded_state
+    from spp_search.study.keras_tuner import mirrored_trial
+    from spp_search.study.recording import recorded_state
 
     config = build_config({"space": SPACE})
     result = _result(outcome, value=0.9 if outcome == "ok" else None, failed_epoch=1 if outcome != "ok" else None)
@@ -119,17 +119,18 @@ def test_keras_tuner_trials_are_recorded_as_the_optuna_engine_records_them(outco
 
 
 def test_the_retried_tag_counts_attempts_from_one():
-    from spp_search.engines.keras_tuner_engine import retried_by_keras_tuner
+    """Both engines decide a retry by one rule (recording.wants_retry)."""
+    from spp_search.study.recording import wants_retry
 
     crash = _result("crash")
-    assert [retried_by_keras_tuner(crash, attempt, max_retries=2) for attempt in (1, 2, 3)] == [True, True, False]
-    assert not retried_by_keras_tuner(_result("shape_error"), 1, max_retries=2)
+    assert [wants_retry(crash, attempt, max_retries=2) for attempt in (1, 2, 3)] == [True, True, False]
+    assert not wants_retry(_result("shape_error"), 1, max_retries=2)
 
 
 def test_a_parent_run_of_a_study_others_still_run_stays_open(tmp_path):
     """close_study(status=RUNNING) used to end the parent run with status RUNNING (an end time on a
     run that is not over); now it is left open for the last driver."""
-    from spp_search.tracking import Tracker
+    from spp_search.study.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "open")
     parent = tracker.open_study({}, {})
@@ -142,7 +143,7 @@ def test_a_parent_run_of_a_study_others_still_run_stays_open(tmp_path):
 
 @pytest.mark.slow
 def test_keras_tuner_closes_orphan_runs_left_by_a_killed_run(tmp_path, monkeypatch):
-    from spp_search.tracking import Tracker
+    from spp_search.study.tracking import Tracker
 
     monkeypatch.chdir(tmp_path)
     raw = tiny_config(tmp_path, name="ktorphan", trials=1, engine="keras-tuner", tuner="random")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from spp_search import SpatialPyramidPooling2D
-from spp_search.bins import reference_bins, reference_spp
-from spp_search.errors import ConfigError
+from spp_search.infra.errors import ConfigError
+from spp_search.model.bins import reference_bins, reference_spp
 from tests.backends import BACKENDS, on
 
 LEVEL_SETS = [(1,), (2,), (1, 2), (1, 2, 4), (1, 2, 3, 6), (1, 2, 4, 8), (3, 5), (7,)]

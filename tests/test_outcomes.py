@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spp_search.outcomes import EXPLOSION_FACTOR, Evidence, Outcome, classify, exploded
+from spp_search.trial.outcomes import EXPLOSION_FACTOR, Evidence, Outcome, classify, exploded
 
 TF = "tensorflow.python.framework.errors_impl."
 ROWS = [
@@ -146,13 +146,21 @@ def test_mlflow_status(outcome, status):
 
 
 def test_outcome_families():
-    assert {o for o in Outcome if o.deterministic} == {
+    assert {o for o in Outcome if o.kind.record == "infeasible"} == {
         Outcome.OOM_GPU,
         Outcome.OOM_HOST,
         Outcome.SHAPE_ERROR,
         Outcome.DATA_ERROR,
     }
-    assert {o for o in Outcome if o.transient} == {Outcome.CRASH, Outcome.TIMEOUT}
+    assert {o for o in Outcome if o.kind.retry} == {Outcome.CRASH, Outcome.TIMEOUT}
+    assert {o for o in Outcome if o.diverged} == {Outcome.DIVERGED_NAN, Outcome.DIVERGED_EXPLOSION}
+    assert {o for o in Outcome if o.kind.fatal} == {Outcome.CONFIG_ERROR}
+    assert {o for o in Outcome if o.kind.replace_worker} == {
+        Outcome.CRASH,
+        Outcome.TIMEOUT,
+        Outcome.OOM_HOST,
+        Outcome.OOM_GPU,
+    }
     assert not Outcome.OK.failed and not Outcome.PRUNED.failed and Outcome.DIVERGED_NAN.failed
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spp_search.data import SyntheticSpec, make_synthetic, split
-from spp_search.factors import default_factors
-from spp_search.preprocessing import (
+from spp_search.config.factors import default_factors
+from spp_search.data.images import split
+from spp_search.data.preprocessing import (
     bucket_of,
     build_pipelines,
     default_bucket_sides,
@@ -16,6 +16,7 @@ from spp_search.preprocessing import (
     padding_ladder,
     resize,
 )
+from spp_search.data.synthetic import SyntheticSpec, make_synthetic
 
 DATA = make_synthetic(SyntheticSpec(num_images=40, min_size=16, max_size=48, seed=4))
 TRAIN, VAL = split(DATA, 0.25, seed=0)

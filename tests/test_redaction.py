@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spp_search.redaction import redact, redact_cut
+from spp_search.infra.redaction import redact, redact_cut
 
 
 @pytest.mark.parametrize(

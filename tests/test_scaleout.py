@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from spp_search.engines.budget import NO_BUDGET, counted, superseded
-from spp_search.storage import make_storage
+from spp_search.infra.storage import make_storage
+from spp_search.study.budget import NO_BUDGET, counted, superseded
 from tests.helpers import fresh_database, spawn_study, tiny_config
 
 pytestmark = pytest.mark.slow

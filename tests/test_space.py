@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import yaml
 
-from spp_search.config import build_config
-from spp_search.factors import default_factors
-from spp_search.space import SearchSpace
+from spp_search.config.factors import default_factors
+from spp_search.config.settings import build_config
+from spp_search.config.space import SearchSpace
 
 SPACE = {
     "levels": {"choices": [[1], [1, 2, 4], [1, 2, 3, 6]]},

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from spp_search.claims import (
+from spp_search.results.claims import (
     NOT_TESTED,
     REFUTED,
     SOME,
@@ -22,7 +22,7 @@ from spp_search.claims import (
     needed_to_refute,
     verdicts,
 )
-from spp_search.stats import exact, failure_rules, interactions, mean_interval, welch, wilson
+from spp_search.results.stats import exact, failure_rules, interactions, mean_interval, welch, wilson
 
 
 @pytest.mark.parametrize(
@@ -293,7 +293,7 @@ def test_a_log_uniform_factor_is_binned_on_its_log_scale():
     import numpy as np
     import pandas as pd
 
-    from spp_search.stats import levels_of
+    from spp_search.results.stats import levels_of
 
     values = pd.Series(10 ** np.linspace(-4, -1, 9))  # log10: -4, -3.625, ..., -1
     levels = levels_of(values, log=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from spp_search import storage
-from spp_search.errors import ConfigError
-from spp_search.storage import make_storage, with_retries
+from spp_search.infra import retry
+from spp_search.infra.errors import ConfigError
+from spp_search.infra.retry import with_retries
+from spp_search.infra.storage import make_storage
 
 
 def test_a_brief_outage_is_retried(monkeypatch):
-    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    monkeypatch.setattr(retry.time, "sleep", lambda s: None)
     calls = []
 
     def flaky():
@@ -24,7 +25,7 @@ def test_a_brief_outage_is_retried(monkeypatch):
 
 def test_a_long_outage_fails_clearly_without_the_password(monkeypatch):
     waits = []
-    monkeypatch.setattr(storage.time, "sleep", waits.append)
+    monkeypatch.setattr(retry.time, "sleep", waits.append)
 
     def down():
         raise ConnectionError("could not connect to postgresql://bob:hunter2@db/optuna")
@@ -35,7 +36,7 @@ def test_a_long_outage_fails_clearly_without_the_password(monkeypatch):
 
 
 def test_bugs_are_not_retried(monkeypatch):
-    monkeypatch.setattr(storage.time, "sleep", lambda s: pytest.fail("a bug must not be retried"))
+    monkeypatch.setattr(retry.time, "sleep", lambda s: pytest.fail("a bug must not be retried"))
     with pytest.raises(TypeError):
         with_retries(lambda: (_ for _ in ()).throw(TypeError("bug")), "storage x")
 

@@ -16,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from spp_search.cli import main
-from spp_search.engines.budget import counted
+from spp_search.study.budget import counted
 from tests.helpers import fresh_database, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_same_study_on_every_storage(storage, tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert main(["--config", str(path)]) == 0
     assert main(["--config", str(path), "--trials", "3"]) == 0  # resume and extend
-    from spp_search.storage import make_storage
+    from spp_search.infra.storage import make_storage
 
     study = optuna.load_study(study_name=name, storage=make_storage(storage))
     assert counted(study) == 3 and len(study.trials) == 3
@@ -69,7 +69,7 @@ def test_credentials_never_reach_mlflow_or_the_console(tmp_path, capsys):
 
 
 def _held_elsewhere(url: str, name: str, release: threading.Event, held: threading.Event) -> None:
-    from spp_search.storage import exclusive
+    from spp_search.infra.storage import exclusive
 
     with exclusive(url, name):
         held.set()
@@ -78,8 +78,8 @@ def _held_elsewhere(url: str, name: str, release: threading.Event, held: threadi
 
 def test_the_start_up_lock_excludes_other_drivers_on_every_storage(storage):
     """top_up and the MLflow parent run used to race when drivers started together."""
-    from spp_search.errors import ConfigError
-    from spp_search.storage import exclusive
+    from spp_search.infra.errors import ConfigError
+    from spp_search.infra.storage import exclusive
 
     release, held = threading.Event(), threading.Event()
     other = threading.Thread(target=_held_elsewhere, args=(storage, "start:x", release, held), daemon=True)
@@ -121,7 +121,7 @@ def test_two_runs_started_together_create_the_study_once(tmp_path):
         ]
         outputs = [p.communicate(timeout=600)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outputs)
-        from spp_search.storage import make_storage
+        from spp_search.infra.storage import make_storage
 
         study = optuna.load_study(study_name="together", storage=make_storage(url))
         assert len(study.trials) == 4 and counted(study) == 4  # no second set of tickets

@@ -8,8 +8,8 @@ import yaml
 from mlflow import MlflowClient
 
 from spp_search.cli import main
-from spp_search.config import load_config
-from spp_search.factors import FACTORS
+from spp_search.config.factors import FACTORS
+from spp_search.config.settings import load_config
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow

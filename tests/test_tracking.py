@@ -11,11 +11,11 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from spp_search import datasets
-from spp_search.config import build_config
-from spp_search.outcomes import Outcome
-from spp_search.tracking import KIND, MODEL_DEVELOPMENT, Tracker
-from spp_search.trial import TrialResult
+from spp_search.config.settings import build_config
+from spp_search.data import datasets
+from spp_search.study.tracking import KIND, MODEL_DEVELOPMENT, Tracker
+from spp_search.trial.outcomes import Outcome
+from spp_search.trial.run import TrialResult
 
 
 def _tracker(tmp_path, data: dict | None = None) -> tuple[Tracker, MlflowClient]:
@@ -110,7 +110,7 @@ def test_logging_a_model_leaves_the_processs_tracking_uri_alone(tmp_path, monkey
     import keras
     import mlflow
 
-    from spp_search import registry
+    from spp_search.results import registry
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     before = mlflow.get_tracking_uri()

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from spp_search.config import build_config
-from spp_search.factors import default_factors
-from spp_search.outcomes import Outcome
-from spp_search.stability import Watch
-from spp_search.trial import TrialSpec, run_trial
+from spp_search.config.factors import default_factors
+from spp_search.config.settings import build_config
+from spp_search.trial.outcomes import Outcome
+from spp_search.trial.run import TrialSpec, run_trial
+from spp_search.trial.stability import Watch
 from tests.backends import BACKENDS, on
 
 DATA = build_config({"data": {"synthetic": {"num_images": 48, "min_size": 16, "max_size": 32}}}).data.for_trial()
@@ -74,7 +74,7 @@ def test_gradient_norm_is_the_global_norm_of_the_step():
     import keras
 
     from spp_search.backends import runtime
-    from spp_search.models import make_optimizer
+    from spp_search.model.network import make_optimizer
 
     optimizer = make_optimizer("sgd", 0.1)
     weights = [keras.Variable(np.ones((2, 2), "float32")), keras.Variable(np.ones(3, "float32"))]
@@ -111,10 +111,16 @@ def test_a_trial_for_another_backend_than_the_process_runs_is_a_config_error():
 
 
 def test_an_exception_ends_the_trial_with_its_type_and_traceback():
-    result = run_trial(_spec(input_policy="no_such_policy"), Recorder())
+    result = run_trial(_spec(fault="raise"), Recorder())
     assert result.outcome is Outcome.CRASH
-    assert result.error_type == "builtins.ValueError" and "no_such_policy" in result.error_message
+    assert result.error_type == "builtins.RuntimeError" and "injected fault" in result.error_message
     assert "Traceback" in result.traceback
+
+
+def test_a_factor_value_no_config_checked_is_a_config_error():
+    """Factors are resolved (checked, defaults filled) once, when the trial starts."""
+    result = run_trial(_spec(input_policy="no_such_policy"), Recorder())
+    assert result.outcome is Outcome.CONFIG_ERROR and "no_such_policy" in result.error_message
 
 
 @pytest.mark.parametrize(

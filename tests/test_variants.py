@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from spp_search import SpatialPyramidPooling2D
-from spp_search.bins import reference_spp
-from spp_search.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP
+from spp_search.model.bins import reference_spp
+from spp_search.model.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP
 from tests.backends import BACKENDS, on
 
 RNG = np.random.default_rng(7)
@@ -30,7 +30,7 @@ def apply(name: str, levels, pooling: str, x: np.ndarray):
 def adaptive_on_variable_sizes() -> str:
     """Keras' adaptive pooling in a model with a ``None`` spatial input, predicting at 3 sizes
     (TensorFlow retraces with ``None`` sizes once it has seen a second shape)."""
-    from spp_search.variants import keras_adaptive
+    from spp_search.model.variants import keras_adaptive
 
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras_adaptive(inputs, (1, 2), "max"))

@@ -19,7 +19,7 @@ import os
 import sys
 from types import ModuleType
 
-from spp_search.errors import ConfigError, must
+from spp_search.infra.errors import ConfigError, must
 
 BACKENDS = ("tensorflow", "jax")
 AUTO = "auto"

@@ -1,1 +1,0 @@
-"""Search engines: each asks the search space for trials and tells results back."""

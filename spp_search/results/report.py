@@ -1,0 +1,425 @@
+"""``study.py report``: what made SPP training fail, how often, and which configuration to use.
+
+Reads the Optuna storage (outcomes, factors, values) and MLflow (stability metrics, loss
+curves), then writes ``report.md``, ``report.html`` and PNG plots (plus Optuna's own HTML plots)
+to ``--out``, and logs them as artifacts of the study's parent MLflow run. Works on a running
+study, a study of only failures and a single trial, saying what it cannot conclude.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+
+from spp_search.config.factors import param_text
+from spp_search.results.claims import THRESHOLD, DataFacts, facts_of, verdicts
+from spp_search.results.stats import (
+    MIN_SUPPORT,
+    diff_interval,
+    failure_rules,
+    interactions,
+    levels_of,
+    mean_interval,
+    wilson,
+)
+from spp_search.study.budget import FINISHED, counted_trials, outcome_of
+from spp_search.trial.outcomes import Outcome
+
+STABILITY = ("grad_norm_max", "max_loss_ratio", "images_per_s", "peak_rss_mb", "trial_rss_mb", "train_time_s")
+
+
+@dataclass
+class StudyData:
+    """One row per finished trial: every factor, outcome, value and MLflow stability metrics."""
+
+    name: str
+    frame: pd.DataFrame
+    factors: list[str]
+    curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    running: int = 0
+    log_factors: frozenset = frozenset()  # searched on a log scale (binned on it: stats.levels_of)
+    facts: DataFacts = field(default_factory=DataFacts)  # what the data held (claims.facts_of)
+
+    def levels(self, frame: pd.DataFrame, factor: str) -> pd.Series:
+        """``frame[factor]`` as levels to group by, on the factor's own scale."""
+        return levels_of(frame[factor], log=factor in self.log_factors or None)
+
+
+def _trial_rows(study: optuna.Study) -> list[dict]:
+    rows = []
+    for t in counted_trials(study):
+        if "factors" not in t.user_attrs:
+            continue  # lost before it was set up
+        factors = {k: param_text(v) if isinstance(v, list) else v for k, v in t.user_attrs["factors"].items()}
+        outcome = outcome_of(t)
+        rows.append(
+            {
+                **factors,
+                "number": t.number,
+                "arm": t.user_attrs.get("arm"),
+                "outcome": outcome,
+                "value": t.value,
+                "failed": outcome not in (Outcome.OK.value, Outcome.PRUNED.value),
+                "run_id": t.user_attrs.get("mlflow_run_id"),
+                "duration_s": (t.datetime_complete - t.datetime_start).total_seconds(),
+                "epochs_trained": len(t.intermediate_values),  # pruned and Hyperband trials train fewer
+            }
+        )
+    return rows
+
+
+def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
+    """Join Optuna's trials with their MLflow runs (metrics and loss curves) when reachable."""
+    frame = pd.DataFrame(_trial_rows(study))
+    running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    space = study.user_attrs.get("config", {}).get("space", {})
+    searched = list(space)
+    log = frozenset(k for k, v in space.items() if isinstance(v, dict) and v.get("log"))
+    attrs = study.user_attrs
+    facts = facts_of(attrs.get("config", {}), attrs.get("data_bands"), attrs.get("data_classes"))
+    data = StudyData(study.study_name, frame, searched, running=running, log_factors=log, facts=facts)
+    if frame.empty or not tracking_uri:
+        return data
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(study.study_name)
+    if experiment is None:
+        return data
+    runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id], max_results=50000)}
+    parents = [r for r in runs.values() if r.data.tags.get("spp_search.role") == "study"]
+    data.parent_run_id = parents[0].info.run_id if parents else None
+    for metric in STABILITY:
+        frame[metric] = [runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]]
+    frame["run_start"] = [runs[r].info.start_time / 1000 if r in runs else np.nan for r in frame["run_id"]]
+    frame["run_end"] = [(runs[r].info.end_time or np.nan) / 1000 if r in runs else np.nan for r in frame["run_id"]]
+    for number, run_id in zip(frame["number"], frame["run_id"], strict=True):
+        if run_id in runs:
+            data.curves[number] = [(m.step, m.value) for m in client.get_metric_history(run_id, "batch_loss")]
+    return data
+
+
+def _md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def outcome_table(data: StudyData) -> str:
+    """Per factor level: trials, share of each observed outcome with Wilson 95% intervals,
+    median val accuracy and stability metrics of the successful trials."""
+    frame = data.frame
+    outcomes = [o.value for o in Outcome if o.value in set(frame["outcome"])]
+    header = ["factor", "level", "trials", *outcomes, "median val acc (ok)", "median trial RSS MB (ok)"]
+    rows = []
+    for factor in data.factors:
+        for level, group in frame.groupby(data.levels(frame, factor), sort=True, observed=True):
+            n = len(group)
+            shares = []
+            for o in outcomes:
+                k = int((group["outcome"] == o).sum())
+                low, high = wilson(k, n)
+                shares.append(f"{k}/{n} ({k / n:.0%}, [{low:.0%}, {high:.0%}])" if k else "0")
+            ok = group[group["outcome"] == "ok"]
+            acc = f"{ok['value'].median():.3f}" if len(ok) else "-"
+            # a trial's own memory (above its worker's at the start) where recorded, else the worker's peak
+            memory = "trial_rss_mb" if ok.get("trial_rss_mb", pd.Series(dtype=float)).notna().any() else "peak_rss_mb"
+            rss = f"{ok[memory].median():.0f}" if len(ok) and memory in ok else "-"
+            rows.append([factor, level, n, *shares, acc, rss])
+    return _md_table(header, rows)
+
+
+def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
+    """Factor importances for failure (a derived 0/1 study) and for accuracy (the study itself)."""
+    failure, accuracy = {}, {}
+    frame = data.frame
+    searched = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])]
+    failed = dict(zip(frame["number"], frame["failed"], strict=True))
+    if len(searched) >= MIN_SUPPORT and 0 < sum(failed.values()) < len(failed):
+        derived = optuna.create_study()
+        for t in searched:
+            derived.add_trial(
+                optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=float(failed[t.number]))
+            )
+        failure = optuna.importance.get_param_importances(derived, evaluator=_evaluator())
+    complete = [t for t in searched if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    if len(complete) >= MIN_SUPPORT and len({t.value for t in complete}) > 1:
+        accuracy = optuna.importance.get_param_importances(study, evaluator=_evaluator())
+    return failure, accuracy
+
+
+def _evaluator():
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> str:
+    """The whole report as Markdown."""
+    frame, n = data.frame, len(data.frame)
+    lines = [f"# spp-search report: `{data.name}`", ""]
+    counts = frame["outcome"].value_counts().to_dict() if n else {}
+    lines += [
+        f"{n} finished trials ({data.running} still running). Outcomes: "
+        + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+        + ".",
+        "",
+    ]
+    if n < MIN_SUPPORT:
+        lines += [
+            f"**Too few trials to conclude anything** (need at least {MIN_SUPPORT}); "
+            "the tables below only list what happened.",
+            "",
+        ]
+    if n:
+        lines += ["## Outcomes per factor level", "", outcome_table(data), ""]
+        failure, accuracy = importances(study, data)
+        lines += ["## What drives failure and accuracy", ""]
+        lines += [
+            _importance_line("failure (fANOVA on failed / not failed)", failure),
+            _importance_line("validation accuracy (Optuna fANOVA)", accuracy),
+            "",
+        ]
+        pairs = interactions(frame.assign(failed=frame["failed"].astype(float)), data.factors, "failed")
+        if pairs:
+            lines += [
+                "Strongest two-factor interactions on failure (share of variance beyond main effects): "
+                + "; ".join(f"{a} x {b} {s:.2f}" for a, b, s in pairs),
+                "",
+            ]
+        rules = failure_rules(frame, data.factors)
+        lines += ["## Failing regions", ""]
+        lines += [f"- {r.text()}" for r in rules] or [f"No rule reaches 80% with support >= {MIN_SUPPORT}."]
+        lines += ["", "## The blog post's claims, judged by this study", ""]
+        lines += [
+            _md_table(
+                ["claim", "verdict", "evidence"],
+                [[v.claim, f"**{v.verdict}**", v.evidence] for v in verdicts(frame, data.facts)],
+            ),
+            "",
+            f"A claim is refuted for an implementation only when the 95% upper bound of its failure rate "
+            f"under the claim's condition is below {THRESHOLD:.0%}; it fails when the lower bound is at "
+            f"least {THRESHOLD:.0%}. Not tested: the study never met the claim's condition.",
+            "",
+        ]
+        if frame["arm"].notna().any():
+            lines += ["## Ablation arms", "", arm_table(frame[frame["arm"].notna()]), ""]
+            if set(PAPER_ARMS) <= set(frame["arm"].dropna()):
+                lines += ["## The SPP paper's comparison", "", *paper_comparison(frame), ""]
+        ok = frame[frame["outcome"] == "ok"].sort_values("value", ascending=False)
+        if len(ok):
+            best = ok.iloc[0]
+            lines += [
+                "## Best configuration",
+                "",
+                f"Trial {best['number']}, val accuracy {best['value']:.4f}: "
+                + ", ".join(f"{f}={best[f]}" for f in data.factors),
+                "",
+            ]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
+    lines += [f"- [{p}]({p})" for p in plots if p.endswith(".html")]
+    return "\n".join(lines) + "\n"
+
+
+PAPER_ARMS = {"no_spp": 35.99, "spp_single_size": 34.98, "spp_multi_size": 34.60}
+EXTRA_ARMS = {"global_pool": "not in the paper (levels [1])"}
+
+
+def arm_table(frame: pd.DataFrame) -> str:
+    """Per ablation arm: runs, outcomes, mean validation error of its successful runs with a 95% t CI."""
+    rows = []
+    for arm, group in frame.groupby("arm", sort=False):
+        errors = (1 - group[group["outcome"] == "ok"]["value"]).tolist()
+        mean, low, high = mean_interval(errors)
+        outcomes = ", ".join(f"{k} {v}" for k, v in group["outcome"].value_counts().items())
+        rows.append([arm, len(group), outcomes, f"{mean:.4f} [{low:.4f}, {high:.4f}]" if errors else "-"])
+    return _md_table(["arm", "runs", "outcomes", "val error (ok runs), mean [95% CI]"], rows)
+
+
+def seeds_needed(a: list[float], b: list[float], difference: float = 0.01, power: float = 0.8) -> int | None:
+    """Seeds per arm a two-sided Welch/t test at 5% needs to detect ``difference`` (a 1-point
+    error difference) with ``power``, at the arms' pooled standard deviation (None if unknown)."""
+    from statsmodels.stats.power import TTestIndPower
+
+    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) >= 2 else math.nan
+    if not math.isfinite(sd):
+        return None
+    if sd == 0:
+        return 2
+    n = TTestIndPower().solve_power(effect_size=difference / sd, alpha=0.05, power=power, alternative="two-sided")
+    return int(math.ceil(n))
+
+
+def paper_numbers(frame: pd.DataFrame) -> dict | None:
+    """The paper comparison as numbers (top-1 error in percent): per arm the seeds and mean with
+    a 95% t interval beside the paper's ZF-5 figure; per pair the difference, its interval and
+    the seeds per arm a 1-point difference needs. None with fewer than two ok runs in a paper arm."""
+    arms = [a for a in (*PAPER_ARMS, *EXTRA_ARMS) if a in set(frame["arm"].dropna())]
+    errors = {arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in arms}
+    if any(len(errors.get(a, [])) < 2 for a in PAPER_ARMS):
+        return None
+    pct = lambda values: [round(100 * v, 2) + 0.0 for v in values]  # noqa: E731 (+ 0.0: no "-0.00")
+    numbers: dict = {"arms": {}, "differences": []}
+    for arm in arms:
+        mean, low, high = mean_interval(errors[arm])
+        numbers["arms"][arm] = {
+            "seeds": len(errors[arm]),
+            "error": pct([mean, low, high]),
+            "paper": PAPER_ARMS.get(arm),
+        }
+    pairs = [("no_spp", "spp_single_size"), ("spp_single_size", "spp_multi_size")]
+    pairs += [("global_pool", "spp_single_size")] if "global_pool" in errors else []
+    for high, low in pairs:
+        diff, lo, hi = diff_interval(errors[high], errors[low])
+        paper = round(PAPER_ARMS[high] - PAPER_ARMS[low], 2) if high in PAPER_ARMS else None
+        numbers["differences"].append(
+            {
+                "pair": [high, low],
+                "points": pct([diff, lo, hi]),
+                "paper": paper,
+                "seeds_needed": seeds_needed(errors[high], errors[low]),
+            }
+        )
+    means = {a: float(np.mean(errors[a])) for a in PAPER_ARMS}
+    numbers["ordered"] = bool(means["no_spp"] > means["spp_single_size"] > means["spp_multi_size"])
+    return numbers
+
+
+def paper_comparison(frame: pd.DataFrame) -> list[str]:
+    """The SPP paper's ordering (no SPP > single-size > multi-size top-1 error) tested on our arms,
+    beside the paper's ZF-5 numbers; the extra ``global_pool`` arm is listed when present."""
+    numbers = paper_numbers(frame)
+    if numbers is None:
+        counts = {a: int(((frame["arm"] == a) & (frame["outcome"] == "ok")).sum()) for a in PAPER_ARMS}
+        return [
+            "The paper comparison needs at least two successful runs per arm "
+            f"({', '.join(f'{a}: {n}' for a, n in counts.items())})."
+        ]
+    rows = []
+    for arm, row in numbers["arms"].items():
+        mean, low, high = row["error"]
+        paper = f"{row['paper']:.2f}" if row["paper"] is not None else EXTRA_ARMS[arm]
+        rows.append([arm, row["seeds"], f"{mean:.2f} [{low:.2f}, {high:.2f}]", paper])
+    lines = [
+        "Top-1 error in percent, mean of the seeds with a 95% t interval; the paper's ZF-5 on ImageNet beside it.",
+        "",
+        _md_table(["arm", "seeds", "our error, % [95% CI]", "paper ZF-5, %"], rows),
+        "",
+    ]
+    for d in numbers["differences"]:
+        (high, low), (diff, lo, hi) = d["pair"], d["points"]
+        sure = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
+        paper = f"paper {d['paper']:+.2f} points" if d["paper"] is not None else "not in the paper"
+        needed = d["seeds_needed"] if d["seeds_needed"] is not None else "an unknown number of"
+        lines.append(
+            f"- error({high}) - error({low}) = {diff:+.2f} points [95% CI {lo:+.2f}, {hi:+.2f}] ({sure}); "
+            f"{paper}; resolving a 1-point difference (80% power) needs {needed} seeds per arm"
+        )
+    means = {a: numbers["arms"][a]["error"][0] for a in PAPER_ARMS}
+    lines += [
+        "",
+        f"**Ordering {'reproduced' if numbers['ordered'] else 'not reproduced'}** on this data: "
+        + " > ".join(f"{a} {means[a]:.2f}" for a in sorted(means, key=means.get, reverse=True))
+        + " (error, %).",
+    ]
+    return lines
+
+
+def _importance_line(label: str, values: dict) -> str:
+    if not values:
+        return f"- {label}: cannot compute (needs >= {MIN_SUPPORT} trials with varying results)"
+    return f"- {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+def engine_of(study: optuna.Study) -> str:
+    settings = study.user_attrs.get("config", {}).get("study", {})
+    engine = settings.get("engine", "optuna")
+    return (
+        f"{engine} {settings.get('tuner')}" if engine == "keras-tuner" else f"optuna {settings.get('sampler', 'tpe')}"
+    )
+
+
+def comparison_rows(studies: list[tuple[optuna.Study, StudyData]]) -> list[dict]:
+    """Studies side by side: engine, trials, epochs trained (the compute budget: pruning and
+    Hyperband stop trials early), best accuracy and when it was reached, outcomes, wall time."""
+    rows = []
+    for study, data in studies:
+        frame = data.frame.sort_values("number")
+        ok = frame["value"].where(frame["outcome"] == "ok")
+        best_so_far = ok.cummax()
+        best = best_so_far.max()
+        reached = int(np.argmax(best_so_far.to_numpy() >= 0.95 * best)) + 1 if best == best else None
+        wall = (frame["run_end"].max() - frame["run_start"].min()) if "run_start" in frame else np.nan
+        rows.append(
+            {
+                "study": data.name,
+                "engine": engine_of(study),
+                "trials": len(frame),
+                "epochs_trained": int(frame["epochs_trained"].sum()),
+                "best_val_accuracy": float(best) if best == best else None,
+                "trials_to_95pct": reached,
+                "ok": int((frame["outcome"] == "ok").sum()),
+                "pruned": int((frame["outcome"] == "pruned").sum()),
+                "failed": int(frame["failed"].sum()),
+                "wall_min": round(float(wall) / 60, 2) if wall == wall else None,
+            }
+        )
+    return rows
+
+
+def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
+    """``comparison_rows`` as a Markdown table."""
+    header = [
+        "study",
+        "engine",
+        "trials",
+        "epochs trained",
+        "best val acc",
+        "trials to 95% of best",
+        "ok / pruned / failed",
+        "wall min",
+    ]
+    rows = [
+        [
+            r["study"],
+            r["engine"],
+            r["trials"],
+            r["epochs_trained"],
+            f"{r['best_val_accuracy']:.4f}" if r["best_val_accuracy"] is not None else "-",
+            r["trials_to_95pct"] or "-",
+            f"{r['ok']} / {r['pruned']} / {r['failed']}",
+            f"{r['wall_min']:.1f}" if r["wall_min"] is not None else "-",
+        ]
+        for r in comparison_rows(studies)
+    ]
+    return _md_table(header, rows)
+
+
+def write_report(study: optuna.Study, tracking_uri: str | None, out: Path, compare: list | None = None) -> Path:
+    """Write report.md/.html and plots to ``out``; log them to the parent run. Returns report.md.
+
+    ``compare``: other studies (same storage) to put side by side with this one.
+    """
+    import markdown
+
+    from spp_search.results.plots import best_so_far, optuna_plots, study_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_study_data(study, tracking_uri)
+    plots = study_plots(data, out) + optuna_plots(study, out) if len(data.frame) else []
+    text = build_markdown(study, data, plots)
+    if compare:
+        studies = [(study, data)] + [(other, load_study_data(other, tracking_uri)) for other in compare]
+        plot = best_so_far([d for _, d in studies], out)
+        text += f"\n## Studies side by side\n\n{comparison(studies)}\n\n![{plot}]({plot})\n"
+    (out / "report.md").write_text(text)
+    html = markdown.markdown(text, extensions=["tables"])
+    (out / "report.html").write_text(
+        f"<html><head><meta charset='utf-8'><title>{data.name}</title></head><body>{html}</body></html>"
+    )
+    if data.parent_run_id and tracking_uri:
+        MlflowClient(tracking_uri).log_artifacts(data.parent_run_id, str(out), "report")
+    return out / "report.md"

@@ -1,0 +1,119 @@
+"""A study's start and end, shared by both engines: open (or resume) it, open its MLflow parent
+run, and close both with the study's totals and best trial."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from spp_search.config.factors import param_text
+from spp_search.config.fingerprint import differences, fingerprint
+from spp_search.config.settings import StudyConfig
+from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.redaction import redact
+from spp_search.infra.storage import make_storage
+from spp_search.study import budget
+from spp_search.study.liveness import Liveness
+from spp_search.study.progress import summary_table
+from spp_search.study.seeding import make_pruner, make_sampler
+from spp_search.study.tracking import Tracker
+from spp_search.trial.outcomes import Outcome
+
+
+def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists and was made from the same experiment
+    (``config.fingerprint``); a one-line ``ConfigError`` naming what differs otherwise.
+
+    ``liveness`` gets the storage (its heartbeats) and is the storage's stale-trial callback.
+    """
+    storage = make_storage(config.study.storage, liveness.on_stale if liveness else None)
+    if liveness is not None:
+        liveness.storage = storage
+    study = optuna.create_study(
+        study_name=config.study.name,
+        storage=storage,
+        direction="maximize",
+        sampler=make_sampler(config),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    if "fingerprint" not in study.user_attrs:
+        study.set_user_attr("fingerprint", fingerprint(config))
+        study.set_user_attr("config", json.loads(redact(json.dumps(config.to_dict(), default=list))))
+        return study
+    changed = differences(study.user_attrs.get("config") or {}, config)
+    if changed:
+        fix = f"It differs in {', '.join(changed)}. Use a new --study-name, or rerun with the original config."
+        rule = "name a study made from the same config (data, defaults, space, seed)"
+        raise ConfigError(must("study-name", rule, config.study.name, fix))
+    return study
+
+
+def start_tracking(
+    study: optuna.Study, config: StudyConfig, device: str, data_check: dict | None, extra: dict | None = None
+) -> Tracker:
+    """The study's MLflow experiment and parent run (params: the factors' values, the device, the
+    backend and ``extra``), with the folder's data check; the report's claims read what the data
+    held (band counts, classes) from the study's attributes."""
+    tracker = Tracker(config.study.tracking_uri, config.study.name)
+    params = {**config.defaults, "device": device, "backend": config.study.backend, **(extra or {})}
+    tracker.open_study(config.to_dict(), params)
+    tracker.log_data_check(data_check)
+    if data_check is not None:
+        study.set_user_attr("data_bands", data_check["bands"])
+        study.set_user_attr("data_classes", len(data_check["classes"]))
+    return tracker
+
+
+@dataclass
+class StudySummary:
+    outcomes: Counter
+    best: tuple[int, float, str] | None
+    trials_run: int
+
+
+def describe(factors: dict, names: tuple[str, ...]) -> str:
+    """``levels=1,2,4 pooling=max learning_rate=0.00316``: the searched factors, compact."""
+
+    def text(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else param_text(value)
+
+    return " ".join(f"{k}={text(factors[k])}" for k in names)
+
+
+def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, str] | None:
+    """(number, value, description) of the best ``ok`` trial, or None."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("outcome") == Outcome.OK.value
+    ]
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    return best.number, best.value, describe(best.user_attrs["factors"], names)
+
+
+def close_study(study, tracker, console: Console, names: tuple[str, ...], status: str, start: float) -> StudySummary:
+    """End the parent MLflow run with the study's totals and print the outcome table and best
+    trial (both engines, whatever stopped them)."""
+    finished = budget.counted_trials(study)
+    outcomes = Counter(budget.outcome_of(t) for t in finished)
+    best = best_of(study, names)
+    tracker.close_study({"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}, status)
+    console.print(summary_table(outcomes, time.perf_counter() - start))
+    if best:
+        console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
+    return StudySummary(outcomes, best, len(finished))
+
+
+def live_run_ids(study: optuna.Study) -> set[str]:
+    """MLflow runs of trials still RUNNING in the storage (another worker may own them)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return {t.user_attrs["mlflow_run_id"] for t in running if "mlflow_run_id" in t.user_attrs}
