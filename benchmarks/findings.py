@@ -37,7 +37,8 @@ def study_findings(name: str, storage: str, tracking: str) -> tuple[dict, str]:
     import optuna
 
     from spp_search.results.claims import verdicts
-    from spp_search.results.report import build_markdown, load_study_data, paper_numbers
+    from spp_search.results.paper import paper_numbers
+    from spp_search.results.report import build_markdown, load_study_data
 
     study = optuna.load_study(study_name=name, storage=storage)
     data = load_study_data(study, tracking)

@@ -1,9 +1,10 @@
-"""Regenerate every table of results in README.md from the committed result files.
+"""Regenerate every table of results in README.md and docs/*.md from the committed result files.
 
 Each table sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->`` and is
-rebuilt from ``benchmarks/results/`` by the renderer of that name below; hand edits between the
-markers are overwritten. ``tests/test_readme.py`` fails when a table and its result file disagree,
-and when a table of results sits outside the markers.
+rebuilt from ``benchmarks/results/`` by the renderer of that name below (``outcomes`` from the
+outcome table in ``spp_search/trial/outcomes.py``); hand edits between the markers are
+overwritten. ``tests/test_readme.py`` fails when a table and its result file disagree, and when
+a table of results sits outside the markers.
 
     python -m benchmarks.readme           # rewrite the tables
     python -m benchmarks.readme --check   # exit 1 naming the stale tables
@@ -20,17 +21,12 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 from benchmarks.table import SECTIONS, _gpu_runs, _load, feedback_summary, targets_section
+from spp_search.results.markdown import table_lines
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]  # every page that may hold generated tables
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    """A Markdown table as lines (not ``report._md_table``: importing ``spp_search.report`` would
-    load Keras and a backend into a tool that only reads JSON)."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(str(c) for c in r) + " |" for r in rows
-    ]
 
 
 def _json(name: str, folder: Path) -> dict:
@@ -54,7 +50,7 @@ def engines(folder: Path) -> list[str]:
         for r in data["rows"]
     ]
     header = ["engine", "epochs trained", "best val acc", "trials to 95% of best", "ok / pruned / failed", "wall min"]
-    return _table(header, rows) + ["", f"_From `benchmarks/results/engines.json` ({data['trials']} trials each)._"]
+    return table_lines(header, rows) + ["", f"_From `benchmarks/results/engines.json` ({data['trials']} trials each)._"]
 
 
 def _all_results(folder: Path) -> dict:
@@ -88,7 +84,7 @@ def gpu(folder: Path) -> list[str]:
     ]
     device = ", ".join(data.get("environment", {}).get("gpus", [])) or "no GPU run"
     lines = _target_rows(folder, gpu=True) + [""]
-    lines += _table(["dtype policy (128 px, batch 256)", "images/s", "step ms", "compile s", "GPU busy %"], rows)
+    lines += table_lines(["dtype policy (128 px, batch 256)", "images/s", "step ms", "compile s", "GPU busy %"], rows)
     host = precision.get("host_batch_ms")
     note = f"; one float32 batch built on the host in {host:.1f} ms" if host else ""
     return lines + ["", f"_From `benchmarks/results/gpu-jax.json` ({device}){note}._"]
@@ -105,7 +101,7 @@ def claims(folder: Path) -> list[str]:
         [a["claim"], f"**{a['verdict']}**", f"**{b['verdict']}**"]
         for a, b in zip(synthetic["verdicts"], real["verdicts"], strict=True)
     ]
-    lines = _table(["claim", "generated data", "real digits"], rows)
+    lines = table_lines(["claim", "generated data", "real digits"], rows)
     return lines + [
         "",
         f"_From `benchmarks/results/findings.json`: {synthetic['trials']} and {real['trials']} trials; the evidence "
@@ -130,7 +126,7 @@ def paper(folder: Path) -> list[str]:
             a = data["arms"].get(arm)
             row.append(f"{cell(a['error'])} (n={a['seeds']})" if a else "-")
         rows.append(row + [f"{paper_value:.2f}" if paper_value is not None else "-"])
-    lines = _table(["arm", "error %, generated [95% CI]", "error %, real digits [95% CI]", "paper ZF-5 %"], rows)
+    lines = table_lines(["arm", "error %, generated [95% CI]", "error %, real digits [95% CI]", "paper ZF-5 %"], rows)
     lines.append("")
     for label, data in numbers.items():
         for d in data["differences"]:
@@ -150,7 +146,28 @@ def feedback(folder: Path) -> list[str]:
     ]
 
 
+def outcomes(folder: Path) -> list[str]:
+    """The outcome taxonomy, from its table (not a result file: it defines what results mean)."""
+    from spp_search.trial.outcomes import KINDS
+
+    recorded = {
+        "complete": "COMPLETE (final val accuracy)",
+        "pruned": "PRUNED (a divergence: at its epoch, value 0)",
+        "infeasible": "PRUNED + constraint `deterministic_failure = 1` (infeasible)",
+        "fail": "FAIL",
+    }
+    rows = []
+    for name, kind in KINDS.items():
+        then = "retried up to `--max-retries`" if kind.retry else "the study stops" if kind.fatal else "-"
+        rows.append([f"`{name}`", kind.meaning, recorded[kind.record], then, kind.status])
+    return table_lines(["outcome", "meaning", "Optuna state", "then", "MLflow status"], rows) + [
+        "",
+        "_From `KINDS` in `spp_search/trial/outcomes.py`._",
+    ]
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "outcomes": outcomes,
     "engines": engines,
     "targets": targets,
     "gpu": gpu,
@@ -182,15 +199,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if a table is stale")
     args = parser.parse_args()
-    text = README.read_text()
     if args.check:
-        old = stale(text)
+        old = [f"{page.relative_to(ROOT)}: {name}" for page in PAGES for name in stale(page.read_text())]
         if old:
-            sys.exit(f"stale README tables: {', '.join(old)}; run `python -m benchmarks.readme`")
-        print("README tables match benchmarks/results/")
+            sys.exit(f"stale tables: {', '.join(old)}; run `python -m benchmarks.readme`")
+        print("README and docs tables match benchmarks/results/")
         return
-    README.write_text(update(text))
-    print(f"rewrote {len(BLOCK.findall(text))} tables in {README}")
+    for page in PAGES:
+        text = page.read_text()
+        if BLOCK.search(text):
+            page.write_text(update(text))
+            print(f"rewrote {len(BLOCK.findall(text))} tables in {page.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -21,29 +21,23 @@ import time
 
 import numpy as np
 
+from spp_search.model.impls import SPP_IMPLS
+
 SHAPES = [(64, 32, 32, 128), (32, 13, 13, 256), (16, 7, 9, 512)]
 LEVELS = [(1, 2, 4), (1, 2, 3, 6)]
-IMPLS = ["global_floor", "floor_ceil", "paper_window", "round_bins", "crop_split", "keras_adaptive"]
+IMPLS = ["global_floor", *SPP_IMPLS]  # the floor, then every implementation of the table
 
 
 def _layer(impl: str, levels, pooling: str, shape):
     import keras
 
-    from spp_search.model.layers import SpatialPyramidPooling2D
-    from spp_search.model.variants import CropSplitSPP, PaperWindowSPP, RoundBinsSPP, keras_adaptive
-
     if impl == "global_floor":
         return keras.layers.GlobalMaxPooling2D() if pooling == "max" else keras.layers.GlobalAveragePooling2D()
-    if impl == "keras_adaptive":
-        inputs = keras.Input(shape[1:])
-        return keras.Model(inputs, keras_adaptive(inputs, levels, pooling))
-    cls = {
-        "floor_ceil": SpatialPyramidPooling2D,
-        "round_bins": RoundBinsSPP,
-        "paper_window": PaperWindowSPP,
-        "crop_split": CropSplitSPP,
-    }[impl]
-    return cls(levels, pooling)
+    build = SPP_IMPLS[impl].load()
+    if isinstance(build, type):
+        return build(levels, pooling)
+    inputs = keras.Input(shape[1:])  # a head function (keras_adaptive): wrapped as a model
+    return keras.Model(inputs, build(inputs, levels, pooling))
 
 
 def time_variant(impl, levels, pooling, shape, dynamic: bool, repeats: int) -> float | None:

@@ -56,7 +56,7 @@ def main() -> None:
         storage = _make_study(tmp)
         export = [sys.executable, str(ROOT / "study.py"), "export-best", "--study-name", "s", "--storage", storage]
         export_s = [_timed([*export, "--out", str(tmp / f"b{i}.yaml")], tmp) for i in range(args.repeats)]
-        probe = "import os, sys; os.environ['SPP_SEARCH_LAZY'] = '1'; import spp_search.cli, spp_search.report; "
+        probe = "import sys; import spp_search.cli, spp_search.results.report; "
         probe += f"print([m for m in {BACKENDS!r} if m in sys.modules])"
         report_s = [_timed([sys.executable, "-c", probe], tmp) for _ in range(args.repeats)]
         loaded = subprocess.run([sys.executable, "-c", probe], cwd=tmp, capture_output=True, text=True).stdout.strip()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import RESULTS
+from spp_search.model.impls import SPP_IMPLS
 
 
 def _load(name: str, folder: Path = RESULTS) -> dict | None:
@@ -19,7 +20,7 @@ def _ms(v) -> str:
 
 
 def spp_section(data: dict) -> list[str]:
-    impls = ["global_floor", "floor_ceil", "paper_window", "round_bins", "crop_split", "keras_adaptive"]
+    impls = ["global_floor", *SPP_IMPLS]
     header = ["shape", "levels", "pool", "shapes", *impls, "ours / floor", "ours / paper", "round_bins / ours"]
     lines = [
         "## SPP op, forward+backward (median ms; ratios within the run)",
@@ -30,7 +31,7 @@ def spp_section(data: dict) -> list[str]:
     for r in data["rows"]:
         paper, rb = r["ratio_vs_paper_window"], r["speedup_vs_round_bins"]
         cells = [str(tuple(r["shape"])), str(tuple(r["levels"])), r["pooling"], r["mode"]]
-        cells += [_ms(r["ms"][i]) for i in impls]
+        cells += [_ms(r["ms"].get(i)) for i in impls]
         cells += [f"{r['ratio_vs_floor']:.2f}", f"{paper:.2f}" if paper else "-", f"{rb:.1f}" if rb else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -12,7 +12,8 @@ import pytest
 from spp_search import backends
 from spp_search.config.settings import build_config
 from spp_search.infra.errors import ConfigError
-from spp_search.trial.isolation import Placement, make_runners
+from spp_search.trial.placement import make_runners
+from spp_search.trial.workers import Placement
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -91,7 +91,7 @@ def test_paper_comparison_gives_intervals_and_the_seeds_a_1_point_difference_nee
     """Hand-computed: arms 2 points apart, each with SD 2 points over 3 seeds. Welch: se 1.633,
     df 4, t 2.776 -> +2.00 [-2.53, +6.53]; a 1-point difference at SD 2 is effect size 0.5,
     which needs the textbook 64 seeds per arm for 80% power at 5%."""
-    from spp_search.results.report import paper_comparison
+    from spp_search.results.paper import paper_comparison
 
     def arm(name, errors):
         return [{"arm": name, "outcome": "ok", "value": 1 - e} for e in errors]

@@ -39,13 +39,13 @@ SPP_IMPLS: dict[str, SppImpl] = {
         True,
         "ours: the SPP paper's Appendix A bins, exact at any size",
     ),
-    "round_bins": SppImpl(
-        "spp_search.model.variants:RoundBinsSPP", True, "the classic Keras SPP layer: rounded bins, empty on small maps"
-    ),
     "paper_window": SppImpl(
         "spp_search.model.variants:PaperWindowSPP",
         False,
         "the paper's Section 2.3 window/stride: length varies with size",
+    ),
+    "round_bins": SppImpl(
+        "spp_search.model.variants:RoundBinsSPP", True, "the classic Keras SPP layer: rounded bins, empty on small maps"
     ),
     "crop_split": SppImpl(
         "spp_search.model.variants:CropSplitSPP", True, "TF-Addons' layer: crops to a multiple of n, empty when a < n"

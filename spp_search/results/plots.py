@@ -13,21 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
-from spp_search.trial.outcomes import Outcome  # noqa: E402
+from spp_search.trial.outcomes import KINDS  # noqa: E402
 
-COLOURS = {
-    Outcome.OK.value: "#2ca02c",
-    Outcome.PRUNED.value: "#bcbd22",
-    Outcome.DIVERGED_NAN.value: "#d62728",
-    Outcome.DIVERGED_EXPLOSION.value: "#ff9896",
-    Outcome.OOM_GPU.value: "#9467bd",
-    Outcome.OOM_HOST.value: "#c5b0d5",
-    Outcome.SHAPE_ERROR.value: "#1f77b4",
-    Outcome.DATA_ERROR.value: "#ff7f0e",
-    Outcome.TIMEOUT.value: "#8c564b",
-    Outcome.CRASH.value: "#7f7f7f",
-    Outcome.CONFIG_ERROR.value: "#17becf",
-}
+COLOURS = {name: kind.colour for name, kind in KINDS.items()}
 
 
 def _grid(count: int):

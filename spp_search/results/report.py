@@ -8,7 +8,6 @@ study, a study of only failures and a single trial, saying what it cannot conclu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +18,13 @@ from mlflow import MlflowClient
 
 from spp_search.config.factors import param_text
 from spp_search.results.claims import THRESHOLD, DataFacts, facts_of, verdicts
+from spp_search.results.markdown import md_table
+from spp_search.results.paper import PAPER_ARMS, arm_table, paper_comparison
 from spp_search.results.stats import (
     MIN_SUPPORT,
-    diff_interval,
     failure_rules,
     interactions,
     levels_of,
-    mean_interval,
     wilson,
 )
 from spp_search.study.budget import FINISHED, counted_trials, outcome_of
@@ -104,12 +103,6 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     return data
 
 
-def _md_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def outcome_table(data: StudyData) -> str:
     """Per factor level: trials, share of each observed outcome with Wilson 95% intervals,
     median val accuracy and stability metrics of the successful trials."""
@@ -131,7 +124,7 @@ def outcome_table(data: StudyData) -> str:
             memory = "trial_rss_mb" if ok.get("trial_rss_mb", pd.Series(dtype=float)).notna().any() else "peak_rss_mb"
             rss = f"{ok[memory].median():.0f}" if len(ok) and memory in ok else "-"
             rows.append([factor, level, n, *shares, acc, rss])
-    return _md_table(header, rows)
+    return md_table(header, rows)
 
 
 def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
@@ -195,7 +188,7 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
         lines += [f"- {r.text()}" for r in rules] or [f"No rule reaches 80% with support >= {MIN_SUPPORT}."]
         lines += ["", "## The blog post's claims, judged by this study", ""]
         lines += [
-            _md_table(
+            md_table(
                 ["claim", "verdict", "evidence"],
                 [[v.claim, f"**{v.verdict}**", v.evidence] for v in verdicts(frame, data.facts)],
             ),
@@ -222,110 +215,6 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
     lines += [f"- [{p}]({p})" for p in plots if p.endswith(".html")]
     return "\n".join(lines) + "\n"
-
-
-PAPER_ARMS = {"no_spp": 35.99, "spp_single_size": 34.98, "spp_multi_size": 34.60}
-EXTRA_ARMS = {"global_pool": "not in the paper (levels [1])"}
-
-
-def arm_table(frame: pd.DataFrame) -> str:
-    """Per ablation arm: runs, outcomes, mean validation error of its successful runs with a 95% t CI."""
-    rows = []
-    for arm, group in frame.groupby("arm", sort=False):
-        errors = (1 - group[group["outcome"] == "ok"]["value"]).tolist()
-        mean, low, high = mean_interval(errors)
-        outcomes = ", ".join(f"{k} {v}" for k, v in group["outcome"].value_counts().items())
-        rows.append([arm, len(group), outcomes, f"{mean:.4f} [{low:.4f}, {high:.4f}]" if errors else "-"])
-    return _md_table(["arm", "runs", "outcomes", "val error (ok runs), mean [95% CI]"], rows)
-
-
-def seeds_needed(a: list[float], b: list[float], difference: float = 0.01, power: float = 0.8) -> int | None:
-    """Seeds per arm a two-sided Welch/t test at 5% needs to detect ``difference`` (a 1-point
-    error difference) with ``power``, at the arms' pooled standard deviation (None if unknown)."""
-    from statsmodels.stats.power import TTestIndPower
-
-    sd = float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if min(len(a), len(b)) >= 2 else math.nan
-    if not math.isfinite(sd):
-        return None
-    if sd == 0:
-        return 2
-    n = TTestIndPower().solve_power(effect_size=difference / sd, alpha=0.05, power=power, alternative="two-sided")
-    return int(math.ceil(n))
-
-
-def paper_numbers(frame: pd.DataFrame) -> dict | None:
-    """The paper comparison as numbers (top-1 error in percent): per arm the seeds and mean with
-    a 95% t interval beside the paper's ZF-5 figure; per pair the difference, its interval and
-    the seeds per arm a 1-point difference needs. None with fewer than two ok runs in a paper arm."""
-    arms = [a for a in (*PAPER_ARMS, *EXTRA_ARMS) if a in set(frame["arm"].dropna())]
-    errors = {arm: (1 - frame[(frame["arm"] == arm) & (frame["outcome"] == "ok")]["value"]).tolist() for arm in arms}
-    if any(len(errors.get(a, [])) < 2 for a in PAPER_ARMS):
-        return None
-    pct = lambda values: [round(100 * v, 2) + 0.0 for v in values]  # noqa: E731 (+ 0.0: no "-0.00")
-    numbers: dict = {"arms": {}, "differences": []}
-    for arm in arms:
-        mean, low, high = mean_interval(errors[arm])
-        numbers["arms"][arm] = {
-            "seeds": len(errors[arm]),
-            "error": pct([mean, low, high]),
-            "paper": PAPER_ARMS.get(arm),
-        }
-    pairs = [("no_spp", "spp_single_size"), ("spp_single_size", "spp_multi_size")]
-    pairs += [("global_pool", "spp_single_size")] if "global_pool" in errors else []
-    for high, low in pairs:
-        diff, lo, hi = diff_interval(errors[high], errors[low])
-        paper = round(PAPER_ARMS[high] - PAPER_ARMS[low], 2) if high in PAPER_ARMS else None
-        numbers["differences"].append(
-            {
-                "pair": [high, low],
-                "points": pct([diff, lo, hi]),
-                "paper": paper,
-                "seeds_needed": seeds_needed(errors[high], errors[low]),
-            }
-        )
-    means = {a: float(np.mean(errors[a])) for a in PAPER_ARMS}
-    numbers["ordered"] = bool(means["no_spp"] > means["spp_single_size"] > means["spp_multi_size"])
-    return numbers
-
-
-def paper_comparison(frame: pd.DataFrame) -> list[str]:
-    """The SPP paper's ordering (no SPP > single-size > multi-size top-1 error) tested on our arms,
-    beside the paper's ZF-5 numbers; the extra ``global_pool`` arm is listed when present."""
-    numbers = paper_numbers(frame)
-    if numbers is None:
-        counts = {a: int(((frame["arm"] == a) & (frame["outcome"] == "ok")).sum()) for a in PAPER_ARMS}
-        return [
-            "The paper comparison needs at least two successful runs per arm "
-            f"({', '.join(f'{a}: {n}' for a, n in counts.items())})."
-        ]
-    rows = []
-    for arm, row in numbers["arms"].items():
-        mean, low, high = row["error"]
-        paper = f"{row['paper']:.2f}" if row["paper"] is not None else EXTRA_ARMS[arm]
-        rows.append([arm, row["seeds"], f"{mean:.2f} [{low:.2f}, {high:.2f}]", paper])
-    lines = [
-        "Top-1 error in percent, mean of the seeds with a 95% t interval; the paper's ZF-5 on ImageNet beside it.",
-        "",
-        _md_table(["arm", "seeds", "our error, % [95% CI]", "paper ZF-5, %"], rows),
-        "",
-    ]
-    for d in numbers["differences"]:
-        (high, low), (diff, lo, hi) = d["pair"], d["points"]
-        sure = "excludes 0" if lo > 0 or hi < 0 else "includes 0"
-        paper = f"paper {d['paper']:+.2f} points" if d["paper"] is not None else "not in the paper"
-        needed = d["seeds_needed"] if d["seeds_needed"] is not None else "an unknown number of"
-        lines.append(
-            f"- error({high}) - error({low}) = {diff:+.2f} points [95% CI {lo:+.2f}, {hi:+.2f}] ({sure}); "
-            f"{paper}; resolving a 1-point difference (80% power) needs {needed} seeds per arm"
-        )
-    means = {a: numbers["arms"][a]["error"][0] for a in PAPER_ARMS}
-    lines += [
-        "",
-        f"**Ordering {'reproduced' if numbers['ordered'] else 'not reproduced'}** on this data: "
-        + " > ".join(f"{a} {means[a]:.2f}" for a in sorted(means, key=means.get, reverse=True))
-        + " (error, %).",
-    ]
-    return lines
 
 
 def _importance_line(label: str, values: dict) -> str:
@@ -395,7 +284,7 @@ def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
         ]
         for r in comparison_rows(studies)
     ]
-    return _md_table(header, rows)
+    return md_table(header, rows)
 
 
 def write_report(study: optuna.Study, tracking_uri: str | None, out: Path, compare: list | None = None) -> Path:

@@ -21,7 +21,7 @@ from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.storage import load_study
 from spp_search.study import budget
 from spp_search.study.loop import run_study
-from spp_search.trial.isolation import make_runners
+from spp_search.trial.placement import make_runners
 
 KT_PROJECTS = Path("kt_projects")  # where KerasTuner keeps its projects (one per study)
 

@@ -22,12 +22,11 @@ right away so its start-up overlaps the driver's bookkeeping (``outcomes.KINDS``
 ``replace_worker``). The GPU memory budget makes an over-budget trial fail with the backend's
 out-of-memory error (TensorFlow ``ResourceExhaustedError``, JAX ``RESOURCE_EXHAUSTED``).
 
-``make_runners`` gives a study one runner per worker slot, placed on the device's GPUs or cores.
+Where each runner's worker is placed (GPUs, cores) is ``placement.py``'s.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -277,53 +276,3 @@ class ProcessRunner:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
-
-
-def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow") -> list:
-    """One trial runner per worker slot: budgeted worker processes, or a single inline runner.
-
-    On GPUs: workers are spread over the GPUs, each seeing only its own (``CUDA_VISIBLE_DEVICES``).
-    By default up to 4 per GPU (one per 2 host cores): a trial of this size is bound by compiling
-    its programs on the host (JAX compiles per input shape), so workers sharing a GPU overlap their
-    compilations. Workers on one GPU share it by budget, never by racing for all of its memory:
-    without ``--gpu-memory-budget`` each gets 90% of its GPU's memory divided by the workers on it.
-    On a CPU: ``min(cores, 4)`` workers, each with ``cores // workers`` threads (and cores).
-    """
-    from spp_search.config.settings import parse_bytes
-
-    s = config.study
-    if s.isolation == "inline":
-        return [InlineRunner(backend)]
-    budgets = Budgets(
-        host_memory_bytes=parse_bytes("host_memory_budget", s.host_memory_budget),
-        gpu_memory_bytes=parse_bytes("gpu_memory_budget", s.gpu_memory_budget),
-        trial_timeout_s=s.trial_timeout or None,
-    )
-    cores = os.cpu_count() or 1
-    if device == "gpu":
-        return [ProcessRunner(p, budget) for p, budget in _gpu_placements(s.workers, gpus, cores, budgets, backend)]
-    workers = s.workers or min(cores, 4)
-    threads = max(1, cores // workers)
-    placements = [
-        Placement(
-            backend,
-            "cpu",
-            threads=threads,
-            cores=",".join(str(c) for c in range(i * threads, (i + 1) * threads)) if workers <= cores else None,
-        )
-        for i in range(workers)
-    ]
-    return [ProcessRunner(p, budgets) for p in placements]
-
-
-def _gpu_placements(workers: int, gpus: int, cores: int, budgets: Budgets, backend: str) -> list:
-    """(placement, budgets) per GPU worker (see ``make_runners``)."""
-    workers = workers or gpus * min(4, max(1, cores // (2 * gpus)))
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    ids = visible or [str(i) for i in range(gpus)]
-    per_gpu = -(-workers // len(ids))
-    if per_gpu > 1 and budgets.gpu_memory_bytes is None:
-        total = backends.gpu_memory_bytes(int(ids[0]) if ids[0].isdigit() else 0)
-        if total:
-            budgets = Budgets(budgets.host_memory_bytes, int(0.9 * total / per_gpu), budgets.trial_timeout_s)
-    return [(Placement(backend, "gpu", gpu=ids[i % len(ids)]), budgets) for i in range(workers)]
