@@ -5,8 +5,9 @@ are the same): ``run`` (the default: ``python study.py --trials 50``) and ``abla
 (``study.driver``), ``worker`` joins one, ``report`` writes its report (``results.report``),
 ``export-best`` writes its best configuration (``results.export``), ``train`` retrains one
 (``results.retrain``), ``dashboard`` serves optuna-dashboard (``results.dashboard``), and
-``check-data`` checks an image folder (``data.datacheck``). The options' choices come from the
-tables the config is validated against.
+``check-data`` checks an image folder (``data.datacheck``), and ``doctor`` diagnoses a user's own
+model on their folder (``doctor``). The options' choices come from the tables the config is
+validated against.
 
 Exit status: 0 done, 1 a run-time error of ours, 2 bad config or argument (one-line message,
 nothing trained), 130 interrupted (143 by SIGTERM).
@@ -26,7 +27,7 @@ from spp_search.infra.errors import ConfigError, SppSearchError, must
 from spp_search.infra.process import quiet_libraries, stop_on_sigterm
 from spp_search.infra.redaction import redact
 
-COMMANDS = ("run", "ablate", "worker", "report", "export-best", "train", "dashboard", "check-data")
+COMMANDS = ("run", "ablate", "worker", "report", "export-best", "train", "dashboard", "check-data", "doctor")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data", help="image folder (one subfolder per class); default: the config's data.source")
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the full check (every file) as JSON")
     check.set_defaults(handler=cmd_check_data)
+    _doctor_options(sub.add_parser("doctor", help="why does YOUR model fail to train on YOUR folder? name the culprit"))
     return parser
+
+
+def _doctor_options(doctor: argparse.ArgumentParser) -> None:
+    from spp_search.data.channels import CHANNEL_POLICIES
+    from spp_search.data.preprocessing import INPUT_POLICIES
+
+    add = doctor.add_argument
+    add("--model", required=True, metavar="SPEC", help="model.keras, pkg.module:function or file.py:function")
+    add("--data", required=True, metavar="DIR", help="the image folder (one subfolder per class)")
+    add("--custom-objects", default="", metavar="MODULE", help="the module defining a .keras model's custom layers")
+    add(
+        "--input-policy",
+        choices=INPUT_POLICIES,
+        help="default: fixed at the model's static size, else variable_bucketed",
+    )
+    add("--image-size", type=int, help="default: the model's static size, else 64")
+    add("--channel-policy", choices=CHANNEL_POLICIES, default="strict", help="how your training meets the files")
+    add("--epochs", type=int, default=6, help="training epochs per trial (default 6)")
+    add("--batch-size", type=int, default=16, help="default 16")
+    add("--learning-rate", type=float, help="default: the compiled model's, else 0.003")
+    add("--host-memory-budget", default="none", metavar="SIZE", help="e.g. 2GiB: a trial past it is oom_host")
+    add("--gpu-memory-budget", default="none", metavar="SIZE", help="e.g. 4GiB")
+    add("--seeds", type=int, default=3, help="seeds per arm (default 3)")
+    add("--time-budget", type=float, default=300.0, metavar="SECONDS", help="stop adding arms after it (default 300)")
+    add(
+        "--out",
+        type=Path,
+        default=Path("diagnosis"),
+        help="diagnosis.json, diagnosis.md, fix.yaml (default diagnosis/)",
+    )
+    add("--json", type=Path, metavar="PATH", help="also write the record here")
+    add("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db; or MLFLOW_TRACKING_URI)")
+    add("--backend", choices=BACKENDS, help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
+    add("--device", choices=DEVICES, default="auto", help="auto (default)")
+    doctor.set_defaults(handler=cmd_doctor)
 
 
 def _config(args: argparse.Namespace, overrides: dict):
@@ -247,6 +284,39 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return datacheck.command(
         config.data, config.defaults["channel_policy"], "channel_policy" in config.space.names, args.json
     )
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``doctor``: exit 0 with a diagnosis (``none`` included), 1 for ``unknown``, 2 for bad input."""
+    import json
+
+    from spp_search.doctor.diagnosis import diagnose
+    from spp_search.doctor.writeup import verdict_lines
+
+    options = {
+        "input_policy": args.input_policy,
+        "image_size": args.image_size,
+        "channel_policy": args.channel_policy,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "host_memory_budget": args.host_memory_budget,
+        "gpu_memory_budget": args.gpu_memory_budget,
+        "seeds": args.seeds,
+        "time_budget": args.time_budget,
+        "out": args.out,
+        "tracking_uri": args.tracking_uri or "sqlite:///mlflow.db",
+        "backend": args.backend,
+        "custom_objects": args.custom_objects,
+        "device": args.device,
+    }
+    record = diagnose(args.model, args.data, **options)
+    for line in verdict_lines(record):
+        print(line)
+    print(f"wrote {args.out / 'diagnosis.md'} and diagnosis.json; MLflow experiment {record['study']}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=1, default=str))
+    return 1 if record["culprit"] == "unknown" else 0
 
 
 def _with_environment(args: argparse.Namespace) -> None:

@@ -238,3 +238,34 @@ def test_journal_storages_fail_the_trials_of_a_driver_whose_lease_expired(tmp_pa
     states = {t.number: t.state.name for t in study.trials}
     assert states[0] == "FAIL" and states[1] == "RUNNING" and budget.waiting_numbers(study) == {2}
     assert fail_expired_leases(study, grace=30, callback=lambda s, t: None) == []  # once only
+
+
+def test_a_trial_finished_elsewhere_before_its_run_is_linked_leaves_no_orphan_run(tmp_path):
+    """A driver stopped between creating a trial's MLflow run and linking it to the trial (the
+    chaos suite's SIGSTOP) came back to a trial another driver had re-queued: the run stayed in
+    MLflow, named by no trial (one MLflow run per trial broken)."""
+    from mlflow import MlflowClient
+    from rich.console import Console
+
+    from spp_search.study.progress import StudyProgress
+    from spp_search.study.tracking import Tracker
+
+    study = optuna.create_study(direction="maximize")
+    budget.top_up(study, 1)
+    loop = _loop(study, trials=1)
+    loop.tracker = Tracker(f"sqlite:///{tmp_path}/m.db", "orphan")
+    loop.tracker.open_study({}, {})
+    start_trial = loop.tracker.start_trial
+
+    def started_then_lost(number, factors, extra):
+        run_id = start_trial(number, factors, extra)
+        study.tell(number, state=optuna.trial.TrialState.FAIL)  # another driver found it stale
+        return run_id
+
+    loop.tracker.start_trial = started_then_lost
+    with StudyProgress(Console(file=open(tmp_path / "out.txt", "w")), 1, 0, "x") as progress:
+        loop.progress = progress
+        loop.run_one(_claim(loop), _BrokenRunner())  # the runner is never reached
+    client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
+    experiment = client.get_experiment_by_name("orphan").experiment_id
+    assert client.search_runs([experiment], "tags.`spp_search.role` = 'trial'") == []

@@ -25,6 +25,8 @@ OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 JIT_COMPILE = ("auto", True, False)
 FAULTS = ("none", "raise", "allocate", "hang", "sigkill", "sigsegv", "sigfpe")
+USER_HEADS = ("keep", "exact_spp")  # a user model (model/user.py): its pooling head, or the exact SPP layer
+USER_DTYPES = ("keep", "float32")  # a user model: its layers' dtype policies, or float32 everywhere
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ FACTORS: dict[str, Factor] = {
     "channel_policy": Factor("strict", "bad bands are errors, not silent", one_of(CHANNEL_POLICIES)),
     "channel_order": Factor("as_is", "what most pipelines do", one_of(CHANNEL_ORDERS)),
     "fault": Factor("none", "testing aid: fail on purpose (trial.inject_fault)", one_of(FAULTS)),
+    "user_head": Factor("keep", "a user's model keeps its pooling head (exact_spp: ours)", one_of(USER_HEADS)),
+    "user_dtype": Factor("keep", "a user's model keeps its layers' dtypes (float32: all float32)", one_of(USER_DTYPES)),
 }
 
 

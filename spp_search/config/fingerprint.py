@@ -58,6 +58,7 @@ def record(config: dict) -> dict[str, object]:
     flat = _flatten(json.loads(json.dumps(entries, default=list)))
     flat["enqueue"] = json.loads(json.dumps(config.get("enqueue") or [], default=list))
     flat["ablation"] = json.loads(json.dumps(config.get("ablation"), default=list))
+    flat["model"] = config.get("model")  # the user's own model, if any
     return flat
 
 

@@ -34,9 +34,10 @@ from spp_search.data.loading import BUILT_IN
 from spp_search.data.synthetic import SyntheticSpec
 from spp_search.infra.checks import SEED_MAX, check_numbers, numeric
 from spp_search.infra.errors import ConfigError, must
+from spp_search.model.user import split_spec
 
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-SECTIONS = ("study", "data", "defaults", "space", "enqueue", "ablation", "result")
+SECTIONS = ("study", "data", "model", "defaults", "space", "enqueue", "ablation", "result")
 
 
 def parse_bytes(name: str, text: str) -> int | None:
@@ -137,7 +138,7 @@ class DataSettings:
         if not ok or not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(must("val_fraction", "be between 0 and 1", self.val_fraction, "Use 0.25."))
         if self.on_unreadable not in ON_UNREADABLE:
-            fix = "Use skip (leave such files out, with a warning) or error (stop before any trial)."
+            fix = "Use skip (leave them out, with a warning), error (stop first) or keep (the channel policy decides)."
             raise ConfigError(must("on_unreadable", f"be one of {list(ON_UNREADABLE)}", self.on_unreadable, fix))
         if self.source not in BUILT_IN:
             class_folders(Path(self.source))  # fails now, not in the first trial
@@ -145,6 +146,49 @@ class DataSettings:
     def for_trial(self) -> dict:
         """The plain dict a trial process needs to load the data."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The user's own model (``model/user.py``), or none: spp-search's network (``model/network.py``).
+
+    ``builder``: ``pkg.module:function`` or ``path/to/file.py:function``; ``file``: a saved
+    ``.keras`` model, with ``custom_objects``, the module that defines its custom layers.
+    """
+
+    builder: str = ""
+    file: str = ""
+    custom_objects: str = ""
+
+    def __post_init__(self) -> None:
+        if self.builder and self.file:
+            fix = "Give one of them: a builder function or a .keras file."
+            raise ConfigError(must("model", "name a builder or a file, not both", self.builder, fix))
+        if self.builder:
+            split_spec(self.builder)
+        if self.file and (not self.file.endswith(".keras") or not Path(self.file).is_file()):
+            fix = "Point it at a model saved with model.save('model.keras')."
+            raise ConfigError(must("model.file", "be an existing .keras file", self.file, fix))
+        if self.custom_objects and not self.file:
+            fix = "A builder's module imports its own layers; custom_objects goes with model.file."
+            raise ConfigError(must("model.custom_objects", "go with model.file", self.custom_objects, fix))
+
+    @property
+    def given(self) -> bool:
+        return bool(self.builder or self.file)
+
+    def for_trial(self, set_factors: tuple[str, ...]) -> dict | None:
+        """What a trial needs to build the model (None: spp-search's own). ``set_factors``: the
+        factors the config sets (defaults, space, arms): a builder's parameter with a default of
+        its own gets a factor only when the config sets it, and a compiled model keeps its own
+        learning rate unless the config sets one."""
+        if not self.given:
+            return None
+        return {
+            **dataclasses.asdict(self),
+            "set_factors": list(set_factors),
+            "keeps_learning_rate": "learning_rate" not in set_factors,
+        }
 
 
 @dataclass(frozen=True)
@@ -163,6 +207,16 @@ class StudyConfig:
     enqueue: tuple[dict, ...] = ()
     arms: tuple = ()
     repeats: int = 0
+    model: ModelSettings = field(default_factory=ModelSettings)
+    set_factors: tuple[str, ...] = ()  # the factors the config sets: defaults, space, ablation arms
+
+    @property
+    def lr_given(self) -> bool:
+        """The config sets or searches ``learning_rate`` (it overrides a compiled model's)."""
+        return "learning_rate" in self.set_factors
+
+    def model_for_trial(self) -> dict | None:
+        return self.model.for_trial(self.set_factors)
 
     def to_dict(self) -> dict:
         defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
@@ -171,6 +225,7 @@ class StudyConfig:
             "data": {**dataclasses.asdict(self.data)},
             "defaults": defaults,
             "space": self.space.to_dict(),
+            **({"model": dataclasses.asdict(self.model)} if self.model.given else {}),
             **({"enqueue": [dict(e) for e in self.enqueue]} if self.enqueue else {}),
             **({"ablation": self.ablation} if self.ablation else {}),
         }
@@ -259,7 +314,9 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     if len(enqueue) > study.trials:
         fix = f"List at most {study.trials} or raise study.trials."
         raise ConfigError(must("enqueue", f"hold at most study.trials = {study.trials} entries", len(enqueue), fix))
-    return StudyConfig(study, data, defaults, space, ablation, enqueue, tuple(configs), repeats)
+    model = _section(ModelSettings, raw.get("model"), "model")
+    set_factors = tuple(sorted({*given, *space.names, *(k for a in configs for k in a.overrides)}))
+    return StudyConfig(study, data, defaults, space, ablation, enqueue, tuple(configs), repeats, model, set_factors)
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:

@@ -8,6 +8,8 @@
   other missing bands are zero-filled; extra bands are dropped.
 * ``drop_extra``: unreadable files are skipped; extra bands are dropped; missing bands are a
   ``DataError``.
+* ``skip_unreadable``: unreadable files are skipped; any other band count is a ``DataError``, as
+  under ``strict`` (the one change from ``strict`` the doctor tests for unreadable files).
 
 ``channel_order``: ``as_is`` trusts every image to be RGB (a BGR image silently swaps the
 target's colour: lower accuracy, no error); ``normalize`` reverses images declared BGR.
@@ -20,7 +22,7 @@ import numpy as np
 from spp_search.data.images import ImageSet
 from spp_search.infra.errors import DataError
 
-CHANNEL_POLICIES = ("strict", "pad_missing", "drop_extra")
+CHANNEL_POLICIES = ("strict", "pad_missing", "drop_extra", "skip_unreadable")
 CHANNEL_ORDERS = ("as_is", "normalize")
 
 
@@ -51,7 +53,7 @@ def conform(data: ImageSet, bands: int, policy: str, order: str) -> ImageSet:
             len(data),
             "Fix or remove the files, or use channel_policy pad_missing or drop_extra to skip them.",
         )
-    if policy == "strict" and (missing or extra):
+    if policy in ("strict", "skip_unreadable") and (missing or extra):
         bad = missing or extra
         raise _refuse(
             bad,

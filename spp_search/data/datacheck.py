@@ -12,8 +12,10 @@ the files that are not images. ``require`` turns what makes a study pointless in
 * any unreadable file under ``data.on_unreadable: error``.
 
 Under the default ``on_unreadable: skip`` unreadable files are left out (one warning line each,
-and ``data_check.json`` on the study's parent MLflow run). Band-count differences are reported
-but not judged: reconciling them is the ``channel_policy`` factor's job.
+and ``data_check.json`` on the study's parent MLflow run); ``keep`` hands them to the trials, as a
+plain training script would, where the ``channel_policy`` decides (``strict``: ``data_error``).
+Band-count differences are reported but not judged: reconciling them is the ``channel_policy``
+factor's job.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from spp_search.data.images import class_folders, image_files, read_image
 from spp_search.data.loading import BUILT_IN
 from spp_search.infra.errors import ConfigError, DataError, must
 
-ON_UNREADABLE = ("skip", "error")
+ON_UNREADABLE = ("skip", "error", "keep")  # keep: the trials meet them, their channel policy decides
 MIN_PER_CLASS = 2
 
 
@@ -184,8 +186,12 @@ def policy_warning(check: DataCheck, policy: str, searched: bool) -> str | None:
     )
 
 
-def warnings(check: DataCheck) -> list[str]:
-    """One line per file left out under ``on_unreadable: skip``, naming it and the fix."""
+def warnings(check: DataCheck, on_unreadable: str = "skip") -> list[str]:
+    """One line per unreadable file, naming it and what happens to it."""
+    if on_unreadable == "keep":
+        return [
+            f"warning: {r.path} is unreadable ({r.error}); kept: the channel policy decides" for r in check.unreadable()
+        ]
     return [
         f"warning: left out {r.path}: {r.error} (data.on_unreadable: error would stop the study instead)"
         for r in check.unreadable()
@@ -202,7 +208,7 @@ def print_warnings(check: DataCheck, on_unreadable: str, channel_policy: str, se
     """Stop on what makes the folder unusable (``require``); warn about what is left out or will fail."""
     require(check, on_unreadable)
     policy = policy_warning(check, channel_policy, searched)
-    for line in [*warnings(check), *([policy] if policy else [])]:
+    for line in [*warnings(check, on_unreadable), *([policy] if policy else [])]:
         console.print(line, markup=False, highlight=False, style="yellow")
 
 

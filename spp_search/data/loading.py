@@ -60,6 +60,15 @@ def bands_of(data_cfg: dict) -> int:
     return int(data_cfg["bands"])
 
 
+def classes_of(data_cfg: dict) -> int:
+    """How many classes the data has, without reading an image (a folder: its class subfolders)."""
+    from spp_search.data.images import class_folders
+
+    if data_cfg["source"] in SOURCES:
+        return int(data_cfg[data_cfg["source"]]["num_classes"])
+    return len(class_folders(Path(data_cfg["source"])))
+
+
 def trial_data(data_cfg: dict, factors: dict) -> tuple[ImageSet, ImageSet]:
     """The trial's train/val sets after its channel policy and order (``channels.conform``);
     ``factors`` are resolved (``config.factors.resolved``)."""

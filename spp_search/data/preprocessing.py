@@ -105,7 +105,11 @@ def default_bucket_sides(train: ImageSet, count: int = 3) -> tuple[int, ...]:
     """``count`` bucket sides: the centres of equal-population groups of the train images' sides,
     rounded to multiples of 8. Images go to the nearest side, so the mean pixel count stays
     close to the native one (rounding every side up would cost pixels and speed)."""
-    sides = train.sizes().reshape(-1)
+    return bucket_sides_of(train.sizes().reshape(-1), count)
+
+
+def bucket_sides_of(sides: np.ndarray, count: int = 3) -> tuple[int, ...]:
+    """``default_bucket_sides`` of an array of image sides (heights and widths together)."""
     centres = np.quantile(sides, (2 * np.arange(count) + 1) / (2 * count))
     return tuple(sorted({max(8, int(round(q / 8) * 8)) for q in centres}))
 

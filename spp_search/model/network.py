@@ -19,12 +19,14 @@ class BatchLoss(keras.metrics.Metric):
     ``train_step``: the metric recomputes the batch's cross-entropy (cheap next to the network).
     """
 
-    def __init__(self, name: str = "batch_loss", **kwargs) -> None:
+    def __init__(self, name: str = "batch_loss", from_logits: bool = False, **kwargs) -> None:
         super().__init__(name=name, **kwargs)
+        self.from_logits = from_logits  # a user's model may end in logits (model/user.py)
         self.last = self.add_variable(shape=(), initializer="zeros", name="last")
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        loss = keras.losses.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"))
+        y_pred = ops.cast(y_pred, "float32")
+        loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
         self.last.assign(ops.cast(ops.mean(loss), self.dtype))
 
     def result(self):

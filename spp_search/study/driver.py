@@ -15,10 +15,14 @@ from rich.console import Console
 
 from spp_search import backends
 from spp_search.backends.devices import resolve_device
+from spp_search.config.factors import FACTORS
 from spp_search.config.settings import StudyConfig, build_config
+from spp_search.config.space import SearchSpace
 from spp_search.data import datacheck
+from spp_search.data.loading import bands_of, classes_of
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.storage import load_study
+from spp_search.model.user import MODEL_FACTORS
 from spp_search.study import budget
 from spp_search.study.loop import run_study
 from spp_search.trial.placement import make_runners
@@ -48,6 +52,7 @@ def run(config: StudyConfig, join: bool = False) -> int:
     device, gpus = resolve_device(config.study.device, backend)
     runners = make_runners(config, device, gpus, backend)
     try:
+        config = fit_user_model(config, runners[0], Console(soft_wrap=True))
         if config.study.engine == "keras-tuner":
             backends.select(backend)  # KerasTuner imports Keras (and its backend) in the driver: not before
             from spp_search.study.keras_tuner import run_keras_tuner
@@ -73,3 +78,44 @@ def joined_config(study_name: str, storage: str, tracking_uri: str | None, overr
         fix = "Pass --tracking-uri with its credentials."
         raise ConfigError(must("tracking-uri", "be given: the study's holds a secret", tracking, fix))
     return build_config(stored, {"study.storage": storage, "study.tracking_uri": tracking, **overrides})
+
+
+def fit_user_model(config: StudyConfig, runner, console) -> StudyConfig:
+    """A study of the user's own model (``model`` section): check it in a worker before any trial
+    (a one-line error, exit 2, for a model the study cannot train) and search only what it takes.
+
+    The network factors a builder does not declare (a ``.keras`` file: all of them) are not
+    searched; a compiled model keeps its optimizer (its learning rate too, unless the config sets
+    or searches one); a model with a fixed input size trains at that size. The study says so.
+    """
+    if not config.model.given:
+        return config
+    data = config.data.for_trial()
+    info = runner.call(
+        "spp_search.model.user:describe",
+        {
+            "model": config.model_for_trial(),
+            "factors": config.defaults,
+            "bands": bands_of(data),
+            "num_classes": classes_of(data),
+            "factor_names": list(FACTORS),
+        },
+    )
+    unused = [n for n in MODEL_FACTORS if n not in info["accepts"]] + (["optimizer"] if info["compiled"] else [])
+    defaults = dict(config.defaults)
+    if info["static_size"] is not None:
+        defaults["image_size"] = info["static_size"][0]
+        unused.append("image_size")
+    lr = "its own" if info["compiled"] and not config.lr_given else f"{config.defaults['learning_rate']:g}"
+    console.print(
+        f"model: {info['source']} ({info['params']} parameters) takes {', '.join(info['accepts']) or 'no factors'}; "
+        f"optimizer {info['optimizer'] or config.defaults['optimizer']}, learning rate {lr}",
+        markup=False,
+        highlight=False,
+    )
+    dropped = [n for n in unused if n in config.space.names]
+    if dropped and not config.arms:
+        console.print(f"model: not searched for it: {', '.join(dropped)}", markup=False, highlight=False)
+        space = SearchSpace(tuple(p for p in config.space.params if p.name not in dropped))
+        config = dataclasses.replace(config, space=space)
+    return dataclasses.replace(config, defaults=defaults)

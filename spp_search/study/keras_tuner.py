@@ -105,7 +105,14 @@ class SppTuner(kt.Tuner):
         reporter = _Reporter(self.tracker, run_id)
         start = time.perf_counter()
         spec = TrialSpec(
-            number, factors, config.data.for_trial(), epochs, seed, self.device, backend=config.study.backend
+            number,
+            factors,
+            config.data.for_trial(),
+            epochs,
+            seed,
+            self.device,
+            backend=config.study.backend,
+            model=config.model_for_trial(),
         )
         try:
             result = self.runner.run(spec, reporter)

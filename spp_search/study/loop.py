@@ -142,7 +142,7 @@ class TrialLoop:
         try:
             self._run_one(trial, runner, run, start)
         except UpdateFinishedTrialError:
-            self._finished_elsewhere(trial, run.get("id"), start)
+            self._finished_elsewhere(trial, run, start)
 
     def _spec(self, trial: optuna.Trial, run: dict) -> tuple[TrialSpec, OptunaReporter]:
         """The claimed trial's factors, its MLflow run (id into ``run``) and what its runner needs."""
@@ -155,6 +155,7 @@ class TrialLoop:
             extra["arm"] = trial.user_attrs["arm"]
         run["id"] = self.tracker.start_trial(trial.number, factors, extra)
         trial.set_user_attr("mlflow_run_id", run["id"])
+        run["linked"] = True  # the trial names its run
         spec = TrialSpec(
             trial.number,
             factors,
@@ -163,6 +164,7 @@ class TrialLoop:
             seed,
             self.device,
             backend=config.study.backend,
+            model=config.model_for_trial(),
         )
         return spec, OptunaReporter(trial, self.tracker, run["id"], config.study.pruner != "none")
 
@@ -223,14 +225,17 @@ class TrialLoop:
             return False
         return True
 
-    def _finished_elsewhere(self, trial, run_id: str | None, start: float) -> None:
+    def _finished_elsewhere(self, trial, run: dict, start: float) -> None:
         """Another driver found this trial stale while it ran (its heartbeats did not reach the
         storage in time), failed it and re-queued its configuration, which runs again. Its result
         is dropped, its MLflow run closed KILLED as ``stale`` (consistent with Optuna), and this
-        driver goes on."""
+        driver goes on. A run the trial never came to name (lost between its creation and the
+        link) is deleted: every trial run in MLflow belongs to a trial."""
         message = "finished by another driver while it ran (no heartbeat seen in time); its configuration was re-queued"
-        if run_id is not None:
-            self.tracker.kill_trial(run_id, "stale", message)
+        if run.get("id") is not None and run.get("linked"):
+            self.tracker.kill_trial(run["id"], "stale", message)
+        elif run.get("id") is not None:
+            self.tracker.delete_run(run["id"])
         self.progress.console.print(
             f"trial {trial.number:>3} [yellow]stale[/yellow]: {message} ({time.perf_counter() - start:.1f} s)"
         )

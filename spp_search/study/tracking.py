@@ -176,6 +176,12 @@ class Tracker:
         self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
 
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run that belongs to no trial (MLflow keeps it as deleted, out of every table)."""
+        self._stop_monitor(run_id)
+        self.client.set_terminated(run_id, status="KILLED")
+        self.client.delete_run(run_id)
+
     def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
         """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
         tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact_cut(message, 500))] if message else [])

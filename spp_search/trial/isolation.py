@@ -31,15 +31,25 @@ import time
 from dataclasses import dataclass, field
 
 from spp_search import backends
-from spp_search.infra.errors import SppSearchError
+from spp_search.infra.errors import ConfigError, SppSearchError
 from spp_search.infra.redaction import redact
 from spp_search.trial.outcomes import Evidence, Outcome, classify
 from spp_search.trial.run import Reporter, TrialResult, TrialSpec, run_trial
-from spp_search.trial.workers import Budgets, Placement, Worker, oom_kill_count
+from spp_search.trial.workers import Budgets, Placement, Worker, call, oom_kill_count
 
 POLL_S = 0.05
 TRACE_EVERY_S, TRACE_MAX = 0.2, 1000  # the memory trace a failed trial's evidence shows
 STARTUP_TIMEOUT_S = 600.0  # importing a backend and initialising a GPU takes seconds; a hang is a failure
+
+
+def _returned(reply: tuple):
+    """The value of a ``workers.call`` reply, or its exception raised again."""
+    if reply[0] == "returned":
+        return reply[1]
+    _, name, message = reply
+    if name == "ConfigError":
+        raise ConfigError(message)
+    raise SppSearchError(f"{name}: {message}")
 
 
 class TrialInterrupted(BaseException):
@@ -60,6 +70,10 @@ class InlineRunner:
 
     def run(self, spec: TrialSpec, reporter: Reporter) -> TrialResult:
         return run_trial(spec, reporter)
+
+    def call(self, target: str, kwargs: dict, timeout: float | None = None):
+        """``target(**kwargs)`` in this process (``workers.call``; exceptions raised again)."""
+        return _returned(call(target, kwargs))
 
     def abort(self) -> None:
         """An inline trial cannot be stopped from outside; Ctrl-C reaches it directly."""
@@ -132,6 +146,31 @@ class ProcessRunner:
         if result.outcome.kind.replace_worker:
             self._replace()
         return result
+
+    def call(self, target: str, kwargs: dict, timeout: float = STARTUP_TIMEOUT_S):
+        """``module:function(**kwargs)`` in the worker, on its backend (a user's model is checked
+        there before a study starts); its exception is raised here again (a ``ConfigError`` as
+        one, so that a bad model stops the study with its line). The worker is kept."""
+        worker, start = self._worker(), time.monotonic()
+        while not worker.ready:
+            self._check_start(worker, start)
+            if worker.conn.poll(POLL_S):
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    message = ("start_failed", f"it exited with code {worker.process.exitcode}")
+                if message[0] == "start_failed":
+                    worker.kill()
+                    self.worker = None
+                    raise WorkerStartError(f"a worker process could not start: {redact(message[1])}")
+                worker.ready = message[0] == "ready"
+        worker.conn.send(("call", target, kwargs))
+        while not worker.conn.poll(POLL_S):
+            if not worker.process.is_alive() or time.monotonic() - start > timeout:
+                worker.kill()
+                self.worker = None
+                raise WorkerStartError(f"a worker process died or hung while running {target}")
+        return _returned(worker.conn.recv())
 
     def _evidence(self, outcome: Outcome, watch: _Observed) -> dict:
         """What the driver saw of a failed trial: the memory climb and the budgets (out of memory,

@@ -43,6 +43,7 @@ class TrialSpec:
     device: str = "cpu"
     log_every: int = 5
     backend: str = "tensorflow"
+    model: dict | None = None  # the user's model (``ModelSettings.for_trial``); None: spp-search's own
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
     import keras
 
     from spp_search.data.preprocessing import build_pipelines
-    from spp_search.model.network import BatchLoss, build_trial_model, make_optimizer, model_input_size
+    from spp_search.model.network import BatchLoss
 
     rt = runtime()
     keras.backend.clear_session(free_memory=True)
@@ -118,15 +119,14 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
     trained.train = train
     f = spec.factors
     pipes = build_pipelines(train, val, f, seed=spec.seed)
-    size = model_input_size(f, pipes.input_size)
-    model = build_trial_model(f, train.images[0].shape[-1], len(train.class_names), size)
+    model, optimizer, logits = trial_model(spec, train.images[0].shape[-1], len(train.class_names), pipes.input_size)
     model.compile(
-        optimizer=make_optimizer(f["optimizer"], float(f["learning_rate"])),
-        loss="sparse_categorical_crossentropy",
-        metrics=[BatchLoss()],
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
+        metrics=[BatchLoss(from_logits=logits)],
         # validation batches are padded with zero weights: weighted metrics are exact, Keras'
         # val_loss is not (it weights each batch's mean by the padded size), so val_loss is "ce"
-        weighted_metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name="ce")],
+        weighted_metrics=["accuracy", keras.metrics.SparseCategoricalCrossentropy(name="ce", from_logits=logits)],
         jit_compile=f["jit_compile"],
     )
     trained.model = model
@@ -148,6 +148,20 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
     finally:
         pipes.train.close()
     trained.seconds = time.perf_counter() - start
+
+
+def trial_model(spec: TrialSpec, bands: int, num_classes: int, policy_size):
+    """The trial's model, its optimizer (recording the gradient norm) and whether it outputs logits:
+    spp-search's network from the factors, or the user's model (``spec.model``, ``model/user.py``)."""
+    f = spec.factors
+    if spec.model is not None:
+        from spp_search.model import user
+
+        return user.for_trial(spec.model, f, bands, num_classes)
+    from spp_search.model.network import build_trial_model, make_optimizer, model_input_size
+
+    model = build_trial_model(f, bands, num_classes, model_input_size(f, policy_size))
+    return model, make_optimizer(f["optimizer"], float(f["learning_rate"])), False
 
 
 def raised_in(error: BaseException) -> str:

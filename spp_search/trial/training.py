@@ -54,6 +54,14 @@ def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
     return model
 
 
+def user_inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
+    """A user's trained model with the value scaling in front, so it takes raw pixels too."""
+    shape = trained.input_shape if not isinstance(trained.input_shape, list) else trained.input_shape[0]
+    inputs = keras.Input(shape[1:], name="image")
+    outputs = trained(scaling_layer(resolved(factors)["value_scaling"], train)(inputs))
+    return keras.Model(inputs, outputs, name=f"{trained.name}_raw_pixels")
+
+
 def train_config(
     config: StudyConfig,
     out: Path,
@@ -87,11 +95,15 @@ def train_config(
         config.study.seed,
         device,
         backend=backend,
+        model=config.model_for_trial(),
     )
     result, trained = train_and_keep(spec, reporter or _Quiet())
     if result.outcome.value != "ok":
         raise SppSearchError(f"training ended with outcome {result.outcome.value}: {result.error_message}")
-    model = inference_model(trained.model, config.defaults, trained.train)
+    if spec.model is not None:
+        model = user_inference_model(trained.model, config.defaults, trained.train)
+    else:
+        model = inference_model(trained.model, config.defaults, trained.train)
     model.save(out)
     metrics = {
         "backend": backend,

@@ -4,7 +4,8 @@ A worker is started with ``spawn`` (never fork a process that has imported a dee
 backend) and the environment ``backends.worker_env`` gives it (the Keras backend, its one
 visible GPU, JAX's memory fraction, thread counts), so everything is set before Keras is
 imported. It then runs the trials the driver sends it until told to stop, reporting each epoch
-over the pipe and waiting for the pruner's verdict (``PipeReporter``). Policing it (memory, time,
+over the pipe and waiting for the pruner's verdict (``PipeReporter``), and answers calls of a
+function that needs the backend (``call``: checking a user's model before a study starts). Policing it (memory, time,
 liveness) is ``isolation.ProcessRunner``'s job.
 """
 
@@ -119,8 +120,23 @@ def worker_main(conn, gpu_memory_bytes: int | None) -> None:
         message = conn.recv()
         if message[0] == "stop":
             return
+        if message[0] == "call":
+            conn.send(call(message[1], message[2]))
+            continue
         result = run_trial(message[1], PipeReporter(conn))
         conn.send(("result", result))
+
+
+def call(target: str, kwargs: dict) -> tuple:
+    """Run ``module:function(**kwargs)`` here (on this process's backend): ``("returned", value)``,
+    or ``("raised", type name, message)`` for an exception (the driver raises it again)."""
+    import importlib
+
+    module, _, name = target.partition(":")
+    try:
+        return ("returned", getattr(importlib.import_module(module), name)(**kwargs))
+    except Exception as exc:  # noqa: BLE001 - handed to the driver as plain data
+        return ("raised", type(exc).__name__, str(exc))
 
 
 class Worker:
