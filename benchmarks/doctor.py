@@ -79,7 +79,8 @@ def main() -> None:
             rows.append(run_case(case, args.backend, Path(work)))
         r = rows[-1]
         print(
-            f"{r['case']:>22}: expected {r['expected']:<18} named {r['named']:<18} {r['symptom']:<18} {r['seconds']:6.1f} s"
+            f"{r['case']:>22}: expected {r['expected']:<18} named {r['named']:<18} {r['symptom']:<18}"
+            f" {r['seconds']:6.1f} s"
         )
     result = {"environment": environment(args.backend), "rows": rows, "summary": summarise(rows)}
     suffix = "" if args.backend == "tensorflow" else f"-{args.backend}"
