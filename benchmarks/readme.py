@@ -166,8 +166,69 @@ def outcomes(folder: Path) -> list[str]:
     ]
 
 
+def culprits(folder: Path) -> list[str]:
+    """The doctor's culprit vocabulary, from its table (a definition, like ``outcomes``)."""
+    from spp_search.doctor.culprits import CULPRITS
+
+    rows = [[f"`{name}`", c.typical, c.fix] for name, c in CULPRITS.items()]
+    rows.append(["`none` / `unknown`", "it trains / no arm made it train", "-"])
+    return table_lines(["culprit", "typical symptom", "the change its arm makes"], rows) + [
+        "",
+        "_From `CULPRITS` in `spp_search/doctor/culprits.py`._",
+    ]
+
+
+def doctor(folder: Path) -> list[str]:
+    """The doctor on its zoo: per case the planted fault, the culprit expected and named, seconds."""
+    data = _json("doctor", folder)
+    rows = [
+        [
+            r["case"],
+            r["fault"],
+            f"`{r['expected']}`",
+            f"`{r['named']}`" + ("" if r["correct"] else " (miss)"),
+            r["symptom"],
+            f"{r['seconds']:.0f}",
+        ]
+        for r in data["rows"]
+    ]
+    s = data["summary"]
+    lines = table_lines(["case", "planted fault", "expected", "named", "symptom of the user's setup", "seconds"], rows)
+    return lines + [
+        "",
+        f"Top-1 on the {s['faults']} planted faults: **{s['top1']:.0%}**; false alarms on the {s['healthy']} healthy "
+        f"controls: **{s['false_alarms']}**; seconds per diagnosis: median **{s['median_s']:.0f}**, max "
+        f"**{s['max_s']:.0f}** (targets: >= 90%, 0, <= 180, <= 300).",
+        "",
+        f"_From `benchmarks/results/doctor.json` ({data['environment'].get('backend')}, "
+        f"{data['environment'].get('cpu_count')} CPU cores)._",
+    ]
+
+
+def doctor_summary(folder: Path) -> list[str]:
+    """The doctor's targets against its zoo (the README's short table)."""
+    data = _json("doctor", folder)
+    s = data["summary"]
+    rows = [
+        ["top-1 on planted faults", f"{s['top1']:.0%} of {s['faults']}", ">= 90%", s["top1"] >= 0.9],
+        ["false alarms on healthy controls", f"{s['false_alarms']} of {s['healthy']}", "0", s["false_alarms"] == 0],
+        ["median seconds per diagnosis", f"{s['median_s']:.0f}", "<= 180", s["median_s"] <= 180],
+        ["max seconds per diagnosis", f"{s['max_s']:.0f}", "<= 300", s["max_s"] <= 300],
+    ]
+    rows = [[*r[:3], "met" if r[3] else "MISSED"] for r in rows]
+    env = data["environment"]
+    return table_lines(["doctor on its zoo", "measured", "target", ""], rows) + [
+        "",
+        f"_From `benchmarks/results/doctor.json` ({env.get('backend')}, {env.get('cpu_count')} CPU cores; "
+        "per case in docs/doctor.md)._",
+    ]
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "outcomes": outcomes,
+    "culprits": culprits,
+    "doctor": doctor,
+    "doctor-summary": doctor_summary,
     "engines": engines,
     "targets": targets,
     "gpu": gpu,

@@ -31,9 +31,9 @@ def test_no_table_of_results_sits_outside_a_generated_block():
 
 
 def test_the_readme_is_a_manual_and_links_its_pages():
-    """At most ~200 lines; every page of docs/ is linked from it."""
+    """About 200 lines (220 at most); every page of docs/ is linked from it."""
     text = (ROOT / "README.md").read_text()
-    assert len(text.splitlines()) <= 210
+    assert len(text.splitlines()) <= 220
     for page in (ROOT / "docs").glob("*.md"):
         assert f"docs/{page.name}" in text, f"the README does not link docs/{page.name}"
 

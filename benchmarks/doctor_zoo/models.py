@@ -84,11 +84,8 @@ class WindowSPP(keras.layers.Layer):
         for n in self.pyramid_levels:
             window, stride = (-(-h // n), -(-w // n)), (max(1, h // n), max(1, w // n))
             pooled = ops.max_pool(x, window, stride, padding="valid")
-            outputs.append(ops.reshape(pooled, (ops.shape(x)[0], -1)))
+            outputs.append(ops.reshape(pooled, (-1, pooled.shape[1] * pooled.shape[2] * pooled.shape[3])))
         return ops.concatenate(outputs, axis=-1)
-
-    def compute_output_shape(self, shape):
-        return (shape[0], None)
 
 
 def rounded_bins_avg(num_classes=4, bands=3):
@@ -106,8 +103,9 @@ def crop_split(num_classes=4, bands=3):
 
 
 def paper_window(num_classes=4, bands=3, image_size=64):
-    """Section 2.3 window/stride pooling: the feature length depends on the input size."""
-    inputs = keras.Input((None, None, bands))
+    """Section 2.3 window/stride pooling, built at one input size as the paper trains: its
+    feature length depends on the size, so the model takes no other."""
+    inputs = keras.Input((image_size, image_size, bands))
     x = _convs(inputs, (16, 32))
     return keras.Model(inputs, _classifier(WindowSPP((1, 2, 3))(x), num_classes))
 
@@ -162,25 +160,31 @@ def sgd_lr_too_high(num_classes=3, bands=3):
     return gap_cnn(num_classes, bands, learning_rate=5.0, optimizer="sgd")
 
 
+class SecondOrder(keras.layers.Layer):
+    """Second-order ("bilinear") pooling of pooled features: their squares."""
+
+    def call(self, x):
+        return x * x
+
+
 def float16_overflow(num_classes=3, bands=3):
-    """Every layer in float16 and an unnormalised scaling of the features: past 65504, inf."""
+    """Float16 layers on 0-255 pixels and a second-order head: squares past 65504 are inf."""
     policy = "mixed_float16"
     inputs = keras.Input((None, None, bands))
-    x = keras.layers.Rescaling(255.0, dtype=policy)(inputs)  # 'undo' the [0, 1] scaling, as some recipes do
-    for width in (16, 32, 64):
+    x = keras.layers.Rescaling(255.0, dtype=policy)(inputs)  # the recipe expects 0-255 pixels
+    for width in (16, 32, 32):
         x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", dtype=policy)(x)
-    x = keras.layers.GlobalMaxPooling2D(dtype=policy)(x)
-    x = keras.layers.Dense(64, activation="relu", dtype=policy)(keras.layers.Rescaling(200.0, dtype=policy)(x))
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs)
+    x = SecondOrder(dtype=policy)(keras.layers.GlobalAveragePooling2D(dtype=policy)(x))
+    x = keras.layers.LayerNormalization()(x)
+    return keras.Model(inputs, _classifier(x, num_classes))
 
 
-def wide_convs(num_classes=3, bands=3):
-    """Wide convolutions at full resolution before any pooling: the activations of a batch are large."""
+def upsampled_wide(num_classes=3, bands=3):
+    """Small images upsampled 4x, then 256 channels at full resolution: about 250 MB of
+    activations and gradients per 72 px image, so a batch of 64 needs over 15 GB."""
     inputs = keras.Input((None, None, bands))
-    x = inputs
-    for _ in range(3):
-        x = keras.layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    x = keras.layers.UpSampling2D(4)(inputs)
+    x = keras.layers.Conv2D(256, 1, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, _classifier(x, num_classes))
 

@@ -2,7 +2,9 @@
 at it before any training, and the one change (an arm) that must make the model train.
 
 A culprit is named only when the user's own setup fails over seeds and its arm trains over seeds
-(``verdict.py``). ``Findings`` is what the diagnosis knows before the arms run: the data check,
+(``verdict.py``). The table's order is the order of preference when several arms train: the
+culprits with specific evidence first (a float16 layer before a learning rate, which any
+divergence suggests). ``Findings`` is what the diagnosis knows before the arms run: the data check,
 the static probe of the model (``probe.py``) and the symptom of the user's own setup.
 """
 
@@ -58,8 +60,10 @@ def _exact_spp(findings: Findings) -> list[dict]:
 
 
 def _smaller(findings: Findings) -> list[dict]:
+    """A quarter of the batch, then a sixteenth, then half the image size (at one fixed size)."""
     batch, size = int(findings.factors["batch_size"]), int(findings.factors["image_size"])
-    return [{"batch_size": max(1, batch // 4)}, {"image_size": max(8, size // 2)}]
+    ladder = [{"batch_size": max(1, batch // 4)}, {"batch_size": max(1, batch // 16)}]
+    return [*ladder, {"input_policy": "fixed", "image_size": max(8, size // 2)}]
 
 
 def _has_head(kind: str) -> Callable[[Findings], bool]:
@@ -104,19 +108,19 @@ CULPRITS: dict[str, Culprit] = {
         "train at one fixed size (input_policy: fixed), or use an SPP head",
         "a Flatten/Dense head meets a second input size",
     ),
-    "learning_rate": Culprit(
-        DIVERGED,
-        lambda f: True,
-        _lr,
-        "a smaller learning rate",
-        "the loss explodes or becomes NaN in the first epochs",
-    ),
     "precision": Culprit(
         DIVERGED,
         lambda f: bool(f.probe.get("float16")) or f.factors["mixed_precision"] == "mixed_float16",
         lambda f: [{"user_dtype": "float32", "mixed_precision": "float32"}],
         "compute in float32",
         "inf/NaN only under float16",
+    ),
+    "learning_rate": Culprit(
+        DIVERGED,
+        lambda f: True,
+        _lr,
+        "a smaller learning rate",
+        "the loss explodes or becomes NaN in the first epochs",
     ),
     "channel_count": Culprit(
         ("data_error",),
@@ -143,7 +147,7 @@ CULPRITS: dict[str, Culprit] = {
         ("oom_host", "oom_gpu"),
         lambda f: True,
         _smaller,
-        "a smaller batch (or image size)",
+        "a smaller batch (a quarter, a sixteenth), or half the image size",
         "the worker runs out of memory (or past its budget)",
     ),
 }

@@ -35,6 +35,7 @@ from spp_search.doctor import writeup
 from spp_search.doctor.culprits import CULPRITS, Findings
 from spp_search.doctor.verdict import Arm, Seed, decide, symptom
 from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.process import quiet_libraries
 from spp_search.infra.storage import load_study
 from spp_search.study import budget
 from spp_search.study.loop import run_study
@@ -94,6 +95,7 @@ def diagnose(model, data, **options) -> dict:
         names = [f.name for f in dataclasses.fields(Options)]
         raise ConfigError(must("option", f"be one of {names}", unknown[0], "Check the spelling."))
     opts = Options(**{**options, "out": Path(options.get("out", Options.out))})
+    quiet_libraries()
     return Diagnosis(model_settings(model, opts.custom_objects), Path(data), opts).run()
 
 
@@ -335,6 +337,10 @@ class Diagnosis:
             },
             "fix": fix,
             "why": CULPRITS[culprit].fix if culprit in CULPRITS else None,
+            "note": "the change removes the failure, but the model stays near chance on some seeds in "
+            f"{config.study.epochs} epochs: train longer"
+            if verdict.get("slow")
+            else None,
             "setup": self._setup(findings.probe),
             "study": config.study.name,
             "seconds": round(time.perf_counter() - self.start, 1),

@@ -5,8 +5,11 @@ accuracy whose exact (Clopper-Pearson) 95% interval includes chance (``at_chance
 own setup is the ``baseline`` arm. A culprit is named when the baseline fails and its arm trains:
 every seed of the arm ``ok`` and above chance; the confidence is Fisher's exact test of the
 baseline's failures against the arm's (one-sided): ``high`` at p <= 0.05 (3 of 3 seeds against 0
-of 3), ``medium`` at p <= 0.25, else ``low``. A healthy model (the baseline trains on every seed)
-is ``none``; no arm that trains is ``unknown``, with what was tried.
+of 3), ``medium`` at p <= 0.25, else ``low``. When no arm trains on every seed
+but some end ``ok`` on every seed (the baseline's failure gone, the model slow to leave chance in
+the epochs given), the one with the best accuracy names the culprit at ``medium`` confidence. A
+healthy model (the baseline trains on every seed) is ``none``; no arm that trains is ``unknown``,
+with what was tried.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def confidence(baseline: Arm, arm: Arm, chance: float, n_val: int) -> tuple[str,
     b, a = baseline.failures(chance, n_val), arm.failures(chance, n_val)
     table = [[b, len(baseline.seeds) - b], [a, len(arm.seeds) - a]]
     p = float(fisher_exact(table, alternative="greater").pvalue)
-    return ("high" if p <= 0.05 else "medium" if p <= 0.25 else "low"), p
+    return ("high" if p <= 0.05 + 1e-9 else "medium" if p <= 0.25 + 1e-9 else "low"), p
 
 
 def improves(baseline: Arm, arm: Arm) -> bool:
@@ -119,6 +122,10 @@ def decide(baseline: Arm, arms: list[Arm], chance: float, n_val: int) -> dict:
             return {"culprit": arm.culprit, "arm": arm.name, "confidence": "medium", "p_value": None}
     if sick == "ok":
         return {"culprit": "none", "arm": "baseline", "confidence": _healthy(baseline), "p_value": None}
+    clean = [a for a in arms if a.seeds and all(s.outcome == "ok" for s in a.seeds)]
+    if sick != "at_chance" and clean:  # the failure is gone, the model learns slowly: the best of them
+        best = max(clean, key=lambda a: (a.accuracy() or (0.0,))[0])
+        return {"culprit": best.culprit, "arm": best.name, "confidence": "medium", "p_value": None, "slow": True}
     return {"culprit": "unknown", "arm": None, "confidence": "low", "p_value": None}
 
 

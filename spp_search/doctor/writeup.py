@@ -59,6 +59,8 @@ def verdict_lines(record: dict) -> list[str]:
             f"  first failure: {failure['outcome']} at step {failure['step']}"
             + (f", loss {loss:.4g}" if isinstance(loss, float) else "")
         )
+    if record.get("note"):
+        lines.append(f"  note: {record['note']}")
     if record["fix"] is not None:
         lines.append(f"fix: {record['why']}: spp-search train --config {record.get('fix_path')} --out fixed.keras")
     elif culprit == "unknown":

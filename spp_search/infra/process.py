@@ -17,6 +17,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     logging.getLogger("optuna").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # if it was imported before the variable was set
     # Optuna's ExperimentalWarning (heartbeats, journal storages, constraints...) on every run
     # says nothing a user can act on; matched by its text, so Optuna need not be imported here
     warnings.filterwarnings("ignore", message=r".* is experimental \(supported from v")
