@@ -288,35 +288,9 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """``doctor``: exit 0 with a diagnosis (``none`` included), 1 for ``unknown``, 2 for bad input."""
-    import json
+    from spp_search.doctor.diagnosis import command
 
-    from spp_search.doctor.diagnosis import diagnose
-    from spp_search.doctor.writeup import verdict_lines
-
-    options = {
-        "input_policy": args.input_policy,
-        "image_size": args.image_size,
-        "channel_policy": args.channel_policy,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "host_memory_budget": args.host_memory_budget,
-        "gpu_memory_budget": args.gpu_memory_budget,
-        "seeds": args.seeds,
-        "time_budget": args.time_budget,
-        "out": args.out,
-        "tracking_uri": args.tracking_uri or "sqlite:///mlflow.db",
-        "backend": args.backend,
-        "custom_objects": args.custom_objects,
-        "device": args.device,
-    }
-    record = diagnose(args.model, args.data, **options)
-    for line in verdict_lines(record):
-        print(line)
-    print(f"wrote {args.out / 'diagnosis.md'} and diagnosis.json; MLflow experiment {record['study']}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(record, indent=1, default=str))
-    return 1 if record["culprit"] == "unknown" else 0
+    return command({**vars(args), "tracking_uri": args.tracking_uri or "sqlite:///mlflow.db"})
 
 
 def _with_environment(args: argparse.Namespace) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from spp_search.config.settings import build_config
 from spp_search.infra.errors import ConfigError
-from spp_search.model import user
+from spp_search.model import anatomy, user
 
 TESTS = "tests.user_models"
 
@@ -74,13 +74,13 @@ def test_a_builder_file_path_loads_as_a_module(tmp_path):
     [("tiny", "spp", (1, 2)), ("flatten_fixed", "flatten", None), ("adaptive_branches", "spp", (1, 2))],
 )
 def test_the_pooling_head_is_found(builder, kind, levels):
-    head = user.head_of(_model(f"{TESTS}:{builder}"))
+    head = anatomy.head_of(_model(f"{TESTS}:{builder}"))
     assert head is not None and head.kind == kind and head.levels == levels
 
 
 @pytest.mark.parametrize("builder", ["flatten_fixed", "adaptive_branches"])
 def test_the_head_replaced_by_exact_spp_takes_any_size(builder):
-    model = user.replace_head(_model(f"{TESTS}:{builder}"), (1, 2, 4), "max")
+    model = anatomy.replace_head(_model(f"{TESTS}:{builder}"), (1, 2, 4), "max")
     assert model.input_shape == (None, None, None, 3) and model.output_shape == (None, 4)
     for size in ((24, 24), (13, 31)):
         out = np.asarray(model(np.ones((2, *size, 3), "float32")))

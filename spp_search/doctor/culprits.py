@@ -152,3 +152,9 @@ CULPRITS: dict[str, Culprit] = {
     ),
 }
 VERDICTS = (*CULPRITS, "none", "unknown")
+
+
+def every_arm(findings: Findings) -> dict[str, dict]:
+    """Every arm a diagnosis might run, named ``culprit:step``: declared up front, so that the
+    study's derived space (and its fingerprint) is the same at every stage."""
+    return {f"{name}:{i}": arm for name, c in CULPRITS.items() for i, arm in enumerate(c.arms(findings))}

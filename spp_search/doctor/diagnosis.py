@@ -12,7 +12,8 @@
    ``diagnosis.json`` and ``diagnosis.md`` in ``--out``, the same on the study's MLflow parent run.
 
 The arms run through the study machinery unchanged (an ablation config, ``study.loop.run_study``):
-the diagnosis is one more consumer of the trial loop, the taxonomy and tracking.
+the diagnosis is one more consumer of the trial loop, the taxonomy and tracking. One class holds
+a diagnosis' state through its stages (about 350 lines with them).
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from spp_search import backends
 from spp_search.backends.devices import resolve_device
 from spp_search.config.settings import ModelSettings, StudyConfig, build_config
 from spp_search.data import datacheck
 from spp_search.data.preprocessing import PAPER_RATIO, bucket_sides_of
 from spp_search.doctor import writeup
-from spp_search.doctor.culprits import CULPRITS, Findings
+from spp_search.doctor.culprits import CULPRITS, Findings, every_arm
+from spp_search.doctor.options import Options, check_options, model_settings
 from spp_search.doctor.verdict import Arm, Seed, decide, symptom
+from spp_search.doctor.writeup import fix_config
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.process import quiet_libraries
 from spp_search.infra.storage import load_study
@@ -41,50 +42,7 @@ from spp_search.study import budget
 from spp_search.study.loop import run_study
 from spp_search.trial.placement import make_runners
 
-POLICIES = ("fixed", "multi_size", "variable_bucketed", "variable_padded")
-DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_SEEDS, DEFAULT_BUDGET_S = 16, 6, 3, 300.0
 VAL_FRACTION = 0.25
-DATA_KEYS = ("source", "on_unreadable", "val_fraction", "bands")  # what a fix config keeps of the data
-
-
-@dataclasses.dataclass
-class Options:
-    """What a diagnosis is asked to do (the command's options, ``diagnose``'s keyword arguments)."""
-
-    input_policy: str | None = None  # default: fixed at the model's static size, else variable_bucketed
-    image_size: int | None = None  # default: the model's static size, else 64
-    channel_policy: str = "strict"  # as a plain training script would meet the files
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = DEFAULT_BATCH
-    learning_rate: float | None = None  # default: the compiled model's, else spp-search's default
-    host_memory_budget: str = "none"
-    gpu_memory_budget: str = "none"
-    seeds: int = DEFAULT_SEEDS
-    time_budget: float = DEFAULT_BUDGET_S
-    out: Path = Path("diagnosis")
-    tracking_uri: str = "sqlite:///mlflow.db"
-    backend: str | None = None
-    custom_objects: str = ""
-    workers: int = 0
-    device: str = "auto"
-
-
-def model_settings(model, custom_objects: str = "") -> ModelSettings:
-    """``--model``: a ``.keras`` file, ``pkg.mod:function``, ``file.py:function``, or (library) a
-    function defined in an importable module."""
-    if callable(model):
-        module = getattr(model, "__module__", "__main__")
-        if module in ("__main__", "__mp_main__"):
-            fix = "Define the builder in a module (or a file) of its own, and pass 'module:function'."
-            raise ConfigError(must("model", "be importable by a worker process", model.__name__, fix))
-        return ModelSettings(builder=f"{module}:{model.__qualname__}")
-    text = str(model)
-    if text.endswith(".keras"):
-        return ModelSettings(file=text, custom_objects=custom_objects)
-    if ":" not in text:
-        fix = "Pass model.keras, pkg.module:function or path/to/file.py:function."
-        raise ConfigError(must("model", "name a .keras file or a builder function", text, fix))
-    return ModelSettings(builder=text)
 
 
 def diagnose(model, data, **options) -> dict:
@@ -103,7 +61,7 @@ class Diagnosis:
     """One diagnosis: its data, model, study, runners and arms (see the module docstring)."""
 
     def __init__(self, model: ModelSettings, data: Path, opts: Options) -> None:
-        _check_options(opts)
+        check_options(opts)
         self.model, self.data, self.opts = model, data, opts
         self.start = time.perf_counter()
         self.check = datacheck.check_folder(data)
@@ -303,7 +261,7 @@ class Diagnosis:
         arm = next((a for a in tried if a.name == verdict["arm"]), None)
         fix = None
         if arm is not None:
-            fix = fix_config(config, arm.overrides, self.opts)
+            fix = fix_config(config, arm.overrides)
         failing = next((s for s in baseline.seeds if s.failed_step is not None), None)
         return {
             "culprit": culprit,
@@ -348,32 +306,6 @@ class Diagnosis:
         }
 
 
-def every_arm(findings: Findings) -> dict[str, dict]:
-    """Every arm a diagnosis might run, named ``culprit:step``: declared up front, so that the
-    study's derived space (and its fingerprint) is the same at every stage."""
-    return {f"{name}:{i}": arm for name, c in CULPRITS.items() for i, arm in enumerate(c.arms(findings))}
-
-
-def fix_config(config: StudyConfig, overrides: dict, opts: Options) -> dict:
-    """The fixed setup as a complete config ``spp-search train --config`` accepts (an empty space)."""
-    defaults = {**config.defaults, **overrides}
-    return {
-        "study": {"name": f"{config.study.name}-fixed", "epochs": config.study.epochs, "seed": 0},
-        "data": {k: v for k, v in config.to_dict()["data"].items() if k in DATA_KEYS},
-        "model": {k: v for k, v in dataclasses.asdict(config.model).items() if v},
-        "defaults": _plain(defaults),
-        "space": {},
-    }
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _last_loss(tracking_uri: str, run_id: str | None) -> float | None:
     """The last training-batch loss a trial logged (its failing step's, for a divergence)."""
     if not run_id:
@@ -408,18 +340,18 @@ def _bytes(text: str) -> int | None:
     return parse_bytes("host_memory_budget", text)
 
 
-def _check_options(opts: Options) -> None:
-    if opts.input_policy is not None and opts.input_policy not in POLICIES:
-        raise ConfigError(must("input-policy", f"be one of {list(POLICIES)}", opts.input_policy, "Pick one."))
-    for name in ("epochs", "batch_size", "seeds"):
-        value = getattr(opts, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(must(name.replace("_", "-"), "be an integer >= 1", value, "E.g. 3."))
-    if not opts.time_budget > 0:
-        raise ConfigError(must("time-budget", "be a positive number of seconds", opts.time_budget, "E.g. 300."))
-    if opts.image_size is not None and not 4 <= opts.image_size <= 2048:
-        raise ConfigError(must("image-size", "be in [4, 2048]", opts.image_size, "E.g. 64."))
+def command(args: dict) -> int:
+    """The ``doctor`` command: the diagnosis, its console verdict, exit 0 (a culprit or ``none``),
+    1 (``unknown``); ``args`` are the command's options by name."""
+    from spp_search.doctor.writeup import verdict_lines
 
-
-def dump(record: dict) -> str:
-    return yaml.safe_dump(record, sort_keys=False)
+    names = {f.name for f in dataclasses.fields(Options)}
+    options = {k: v for k, v in args.items() if k in names and v is not None}
+    record = diagnose(args["model"], args["data"], **options)
+    for line in verdict_lines(record):
+        print(line)
+    out = Path(options.get("out", Options.out))
+    print(f"wrote {out / 'diagnosis.md'} and diagnosis.json; MLflow experiment {record['study']}")
+    if args.get("json") is not None:
+        Path(args["json"]).write_text(json.dumps(record, indent=1, default=str))
+    return 1 if record["culprit"] == "unknown" else 0

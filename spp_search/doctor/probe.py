@@ -1,7 +1,7 @@
 """The static probe: a user's model looked at before any training, on the sizes its data will give.
 
 Runs in a worker process, on the diagnosis' backend (``workers.call``). It builds the model as
-a trial would, finds its pooling head (``model.user.head_of``), and feeds it a small batch at
+a trial would, finds its pooling head (``model.anatomy.head_of``), and feeds it a small batch at
 every input size the data will produce under the chosen input policy: does the model take the
 size, are the pooled features finite, is their length the same at every size? It also builds
 the model with unknown spatial dimensions (what variable sizes need) and estimates the memory of
@@ -34,7 +34,7 @@ def probe(
     import keras
     import numpy as np
 
-    from spp_search.model import user
+    from spp_search.model import anatomy, user
 
     keras.utils.set_random_seed(0)
     record: dict = {"sizes": sizes, "errors": {}, "lengths": {}, "nonfinite_sizes": []}
@@ -46,12 +46,12 @@ def probe(
         record["static_shape_error"] = _static_words(record["build_error"])
         return record
     compiled = getattr(built, "compiled_with", None) or user.compile_settings(built)
-    head = user.head_of(built)
+    head = anatomy.head_of(built)
     record.update(
         name=built.name,
         params=int(built.count_params()),
-        static_size=user.static_size(built),
-        float16=user.uses_float16(built),
+        static_size=anatomy.static_size(built),
+        float16=anatomy.uses_float16(built),
         compiled=compiled.optimizer is not None,
         learning_rate=compiled.learning_rate,
         head=None if head is None else {**head.__dict__},
@@ -98,7 +98,7 @@ def _unknown_sizes_error(built, bands: int) -> str | None:
     import keras
 
     try:
-        from spp_search.model.user import functional
+        from spp_search.model.anatomy import functional
 
         keras.models.clone_model(functional(built), input_tensors=keras.Input((None, None, bands)))
     except Exception as exc:  # noqa: BLE001

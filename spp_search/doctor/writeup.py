@@ -3,6 +3,7 @@ and the same files on the diagnosis study's MLflow parent run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import yaml
 
 from spp_search.doctor.culprits import CULPRITS
+
+DATA_KEYS = ("source", "on_unreadable", "val_fraction", "bands")  # what a fix config keeps of the data
 
 
 def _finite(value):
@@ -127,3 +130,23 @@ def _log(record: dict, out: Path, config) -> None:
     for name in ("diagnosis.json", "diagnosis.md", "fix.yaml"):
         if (out / name).is_file():
             tracker.client.log_artifact(run_id, str(out / name))
+
+
+def fix_config(config, overrides: dict) -> dict:
+    """The fixed setup as a complete config ``spp-search train --config`` accepts (an empty space)."""
+    defaults = {**config.defaults, **overrides}
+    return {
+        "study": {"name": f"{config.study.name}-fixed", "epochs": config.study.epochs, "seed": 0},
+        "data": {k: v for k, v in config.to_dict()["data"].items() if k in DATA_KEYS},
+        "model": {k: v for k, v in dataclasses.asdict(config.model).items() if v},
+        "defaults": _plain(defaults),
+        "space": {},
+    }
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
