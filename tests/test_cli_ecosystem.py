@@ -22,7 +22,11 @@ from spp_search.infra.process import quiet_libraries
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY_OPTIONS = ["--study-name", "s", "--storage", "sqlite:///x.db", "--tracking-uri", "sqlite:///m.db"]
-REQUIRED = {"export-best": ["--out", "b.yaml"], "train": ["--out", "m.keras"]}
+REQUIRED = {
+    "export-best": ["--out", "b.yaml"],
+    "train": ["--out", "m.keras"],
+    "doctor": ["--model", "m.keras", "--data", "photos"],
+}
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS])

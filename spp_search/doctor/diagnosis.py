@@ -127,7 +127,12 @@ class Diagnosis:
                 "max_retries": 0,
                 "failure_feedback": True,
             },
-            "data": {"source": str(self.data), "on_unreadable": "keep", "val_fraction": VAL_FRACTION},
+            "data": {
+                "source": str(self.data),
+                "on_unreadable": "keep",
+                "val_fraction": VAL_FRACTION,
+                "bands": int((probe or {}).get("bands") or 3),  # the model's input bands
+            },
             "model": {k: v for k, v in dataclasses.asdict(self.model).items() if v},
             "defaults": self._setup(probe),
             "ablation": {"repeats": o.seeds, "arms": {"baseline": {}, **(arms or {})}},
@@ -169,6 +174,7 @@ class Diagnosis:
             bands=bands,
             unreadable=len(self.check.unreadable()),
             declared_bgr=self.declared_bgr,
+            model_bands=int(probe.get("bands") or 3),
         )
 
     def _sizes(self, setup: dict) -> list[list[int]]:
@@ -261,7 +267,7 @@ class Diagnosis:
         arm = next((a for a in tried if a.name == verdict["arm"]), None)
         fix = None
         if arm is not None:
-            fix = fix_config(config, arm.overrides)
+            fix = fix_config(config, self._setup(findings.probe), arm.overrides)
         failing = next((s for s in baseline.seeds if s.failed_step is not None), None)
         return {
             "culprit": culprit,

@@ -51,6 +51,7 @@ def probe(
         name=built.name,
         params=int(built.count_params()),
         static_size=anatomy.static_size(built),
+        bands=anatomy.input_bands(built),
         float16=anatomy.uses_float16(built),
         compiled=compiled.optimizer is not None,
         learning_rate=compiled.learning_rate,

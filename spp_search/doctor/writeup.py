@@ -87,8 +87,7 @@ def markdown(record: dict) -> str:
         lines += [f"Typical of `{culprit}`: {CULPRITS[culprit].typical}. The fix: {record['why']}.", ""]
     lines += ["## Arms (one change each, over seeds)", ""]
     lines += [f"- {_arm_line(a)}" for a in ev["arms"]]
-    lines += ["", "## Static probe", "", "```json", json.dumps(_finite(ev["probe"]), indent=1), "```", ""]
-    lines += ["## Data", "", "```json", json.dumps(ev["data"], indent=1), "```", ""]
+    lines += ["", "## Static probe", ""] + _bullets(ev["probe"]) + ["", "## Data", ""] + _bullets(ev["data"]) + [""]
     if ev.get("errors"):
         lines += ["## Errors of your setup", ""] + [f"- `{e}`" for e in ev["errors"]] + [""]
     if record["fix"] is not None:
@@ -101,6 +100,15 @@ def markdown(record: dict) -> str:
         ]
         lines += [yaml.safe_dump(record["fix"], sort_keys=False).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _bullets(values: dict) -> list[str]:
+    """One line per key, its value as compact JSON (cut at 300 characters)."""
+    lines = []
+    for key, value in values.items():
+        text = json.dumps(_finite(value), separators=(", ", ": "), default=str)
+        lines.append(f"- `{key}`: `{text if len(text) <= 300 else text[:297] + '...'}`")
+    return lines
 
 
 def write(record: dict, out: Path, config) -> None:
@@ -132,14 +140,15 @@ def _log(record: dict, out: Path, config) -> None:
             tracker.client.log_artifact(run_id, str(out / name))
 
 
-def fix_config(config, overrides: dict) -> dict:
-    """The fixed setup as a complete config ``spp-search train --config`` accepts (an empty space)."""
-    defaults = {**config.defaults, **overrides}
+def fix_config(config, setup: dict, overrides: dict) -> dict:
+    """The fixed setup as a config ``spp-search train --config`` accepts (an empty space): the
+    user's setup with the arm's one change; every other factor stays unset, so a builder keeps
+    its own defaults as in the diagnosis."""
     return {
         "study": {"name": f"{config.study.name}-fixed", "epochs": config.study.epochs, "seed": 0},
         "data": {k: v for k, v in config.to_dict()["data"].items() if k in DATA_KEYS},
         "model": {k: v for k, v in dataclasses.asdict(config.model).items() if v},
-        "defaults": _plain(defaults),
+        "defaults": _plain({**setup, **overrides}),
         "space": {},
     }
 

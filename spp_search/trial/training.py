@@ -17,6 +17,7 @@ import numpy as np
 from spp_search.config.factors import resolved
 from spp_search.config.settings import StudyConfig
 from spp_search.infra.errors import ConfigError, SppSearchError, must
+from spp_search.model.anatomy import functional
 from spp_search.model.impls import SPP_IMPLS
 from spp_search.model.network import build_trial_model
 from spp_search.trial.run import TrialSpec, train_and_keep
@@ -55,10 +56,12 @@ def inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
 
 
 def user_inference_model(trained: keras.Model, factors: dict, train) -> keras.Model:
-    """A user's trained model with the value scaling in front, so it takes raw pixels too."""
+    """A user's trained model with the value scaling in front, so it takes raw pixels too (an
+    uncompiled copy: the training's optimizer, which records gradient norms, is not saved)."""
     shape = trained.input_shape if not isinstance(trained.input_shape, list) else trained.input_shape[0]
+    inner = functional(trained)  # the same layers and weights, no compile state
     inputs = keras.Input(shape[1:], name="image")
-    outputs = trained(scaling_layer(resolved(factors)["value_scaling"], train)(inputs))
+    outputs = inner(scaling_layer(resolved(factors)["value_scaling"], train)(inputs))
     return keras.Model(inputs, outputs, name=f"{trained.name}_raw_pixels")
 
 
