@@ -172,6 +172,8 @@ def _doctor_options(doctor: argparse.ArgumentParser) -> None:
     )
     add("--json", type=Path, metavar="PATH", help="also write the record here")
     add("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db; or MLFLOW_TRACKING_URI)")
+    add("--study-name", help="the diagnosis study's name (default doctor-<model>-<UTC time>; a rerun resumes it)")
+    add("--storage", help="its Optuna storage URL (default sqlite:///<out>/diagnosis.db)")
     add("--backend", choices=BACKENDS, help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     add("--device", choices=DEVICES, default="auto", help="auto (default)")
     doctor.set_defaults(handler=cmd_doctor)

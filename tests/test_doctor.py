@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 
 from spp_search.doctor.culprits import CULPRITS, VERDICTS, Findings
@@ -113,12 +114,15 @@ def test_the_doctor_names_the_planted_fault_and_its_fix_trains(case, tmp_path):
     chosen = next(c for c in CASES if c.name == case)
     data = chosen.folder(tmp_path / "data")
     argv = ["doctor", "--model", chosen.builder, "--data", str(data), "--out", str(tmp_path / "d"), "--seeds", "2"]
-    argv += ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    argv += ["--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--study-name", f"mine-{case}"]
+    argv += ["--storage", f"sqlite:///{tmp_path}/o.db"]
     for key, value in chosen.options.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     assert main(argv) == 0
     record = json.loads((tmp_path / "d" / "diagnosis.json").read_text())
     assert record["culprit"] == chosen.expected_on("tensorflow")
+    assert record["study"] == f"mine-{case}"  # the study options, as on every study command
+    assert optuna.load_study(study_name=f"mine-{case}", storage=f"sqlite:///{tmp_path}/o.db").trials
     client = MlflowClient(f"sqlite:///{tmp_path}/m.db")
     parent = client.search_runs(
         [client.get_experiment_by_name(record["study"]).experiment_id], "tags.`spp_search.role` = 'study'"

@@ -150,3 +150,12 @@ def test_a_study_refuses_a_model_it_cannot_train_before_any_trial(tmp_path, caps
     err = capsys.readouterr().err
     assert "`model` must output one score per class (4)" in err and err.count("\n") == 1
     assert not (tmp_path / "optuna.db").exists()  # nothing created
+
+
+def test_a_compiled_learning_rate_reads_as_the_user_wrote_it():
+    """Adam(1e-3) was read back as 0.0010000000474974513 (float32), shown so in the doctor's fix."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    assert user.compile_settings(model).learning_rate == 0.001

@@ -51,7 +51,7 @@ class Culprit:
 def _lr(findings: Findings) -> list[dict]:
     """A short range test: the learning rate / 10, / 100, / 1000."""
     lr = float(findings.probe.get("learning_rate") or findings.factors["learning_rate"])
-    return [{"learning_rate": lr / 10**k} for k in (1, 2, 3)]
+    return [{"learning_rate": float(f"{lr / 10**k:.7g}")} for k in (1, 2, 3)]
 
 
 def _exact_spp(findings: Findings) -> list[dict]:

@@ -71,7 +71,7 @@ class Diagnosis:
         self.n_val = sum(max(1, round(len(self.check.usable(c)) * VAL_FRACTION)) for c in self.check.classes)
         self.declared_bgr = _declared_bgr(data)
         opts.out.mkdir(parents=True, exist_ok=True)
-        self.name = f"doctor-{_stem(model)}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        self.name = opts.study_name or f"doctor-{_stem(model)}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         self.log = (opts.out / "trials.log").open("w")
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class Diagnosis:
                 "name": self.name,
                 "epochs": o.epochs,
                 "seed": 0,
-                "storage": f"sqlite:///{(o.out / 'diagnosis.db').resolve()}",
+                "storage": o.storage or f"sqlite:///{(o.out / 'diagnosis.db').resolve()}",
                 "tracking_uri": o.tracking_uri,
                 "device": o.device,
                 "backend": backend,

@@ -29,6 +29,8 @@ class Options:
     time_budget: float = DEFAULT_BUDGET_S
     out: Path = Path("diagnosis")
     tracking_uri: str = "sqlite:///mlflow.db"
+    study_name: str | None = None  # default: doctor-<model>-<UTC time>
+    storage: str | None = None  # default: sqlite:///<out>/diagnosis.db
     backend: str | None = None
     custom_objects: str = ""
     workers: int = 0

@@ -156,7 +156,7 @@ def compile_settings(model) -> Compiled:
     )
     lr = optimizer.learning_rate
     try:
-        learning_rate = float(keras.ops.convert_to_numpy(lr))
+        learning_rate = float(f"{float(keras.ops.convert_to_numpy(lr)):.7g}")  # 0.001, not float32 noise
     except Exception:  # noqa: BLE001 - a schedule: no one number
         learning_rate = None
     serialized_loss = loss if isinstance(loss, str) or loss is None else keras.losses.serialize(loss)
