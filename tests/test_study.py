@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 import yaml
@@ -60,8 +62,20 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(study_dir):
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_finished"] == 4
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "space.yaml"} <= artifacts
+    assert {"trials", "epochs", "sampler", "searched"} <= set(parent.data.params)
+    assert not set(FACTORS) & set(parent.data.params)  # a trial's factors are on the trial's run only
+    outcomes = [r.data.tags["outcome"] for r in children]
+    assert {f"trials_{o}": float(outcomes.count(o)) for o in outcomes}.items() <= parent.data.metrics.items()
+    assert "of 4 trials" in parent.data.tags["mlflow.note.content"]
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.spp-search"])
+    assert {"tags.`outcome`", "metrics.`val_accuracy`", *(f"params.`{n}`" for n in SEARCHED)} <= set(
+        view["selectedColumns"]
+    )
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        number, outcome = int(run.data.tags["spp_search.trial_number"]), run.data.tags["outcome"]
+        assert run.info.run_name.startswith(f"trial-{number:03d} {outcome} 0.")  # e.g. trial-002 ok 0.417
+        assert run.data.tags["mlflow.note.content"].startswith(f"**{outcome}**, val_accuracy")
         assert SEARCHED <= set(run.data.params) and set(FACTORS) <= set(run.data.params)
         outcome = run.data.tags["outcome"]
         assert run.info.status == {"ok": "FINISHED", "pruned": "KILLED"}[outcome]
@@ -92,9 +106,17 @@ def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
     study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
     assert all(t.user_attrs["outcome"].startswith("diverged_") for t in study.trials)
-    _, _, children = _runs(tmp_path, "diverge")
+    client, _, children = _runs(tmp_path, "diverge")
     assert [r.info.status for r in children] == ["FAILED", "FAILED"]
     assert all("failed_step" in r.data.tags for r in children)
+    for run in children:  # the spike is in the run's chart: the failing step and the 10 before it
+        failed = int(run.data.tags["failed_step"])
+        steps = {m.step for m in client.get_metric_history(run.info.run_id, "batch_loss")}
+        assert set(range(max(1, failed - 10), failed + 1)) <= steps, (failed, sorted(steps))
+        outcome = run.data.tags["outcome"]
+        assert run.info.run_name.endswith(f" {outcome}") and run.info.run_name.startswith("trial-00")
+        assert run.data.tags["mlflow.note.content"].startswith(f"**{outcome}**")
+        assert run.data.tags["error_type"] in run.data.tags["mlflow.note.content"]
 
 
 def test_enqueued_configurations_run_first_and_count_toward_the_total(tmp_path):

@@ -12,15 +12,15 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from spp_search.config.factors import param_text
 from spp_search.config.fingerprint import differences, fingerprint
 from spp_search.config.settings import StudyConfig
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.redaction import redact
 from spp_search.infra.storage import make_storage
-from spp_search.study import budget
+from spp_search.study import budget, runs_view
 from spp_search.study.liveness import Liveness
 from spp_search.study.progress import summary_table
+from spp_search.study.runs_view import describe
 from spp_search.study.seeding import make_pruner, make_sampler
 from spp_search.study.tracking import Tracker
 from spp_search.trial.outcomes import Outcome
@@ -58,12 +58,12 @@ def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.
 def start_tracking(
     study: optuna.Study, config: StudyConfig, device: str, data_check: dict | None, extra: dict | None = None
 ) -> Tracker:
-    """The study's MLflow experiment and parent run (params: the factors' values, the device, the
-    backend and ``extra``), with the folder's data check; the report's claims read what the data
-    held (band counts, classes) from the study's attributes."""
+    """The study's MLflow experiment and parent run (params: the study's settings, the device,
+    the data and ``extra``; each trial's factors are on its own run), with the folder's data check;
+    the report's claims read what the data held (band counts, classes) from the study's attributes."""
+    study.set_metric_names(["val_accuracy"])  # the objective's name in Optuna and optuna-dashboard
     tracker = Tracker(config.study.tracking_uri, config.study.name)
-    params = {**config.defaults, "device": device, "backend": config.study.backend, **(extra or {})}
-    tracker.open_study(config.to_dict(), params)
+    tracker.open_study(config.to_dict(), study_params(config, device, extra), config.space.names)
     tracker.log_data_check(data_check)
     if data_check is not None:
         study.set_user_attr("data_bands", data_check["bands"])
@@ -71,20 +71,24 @@ def start_tracking(
     return tracker
 
 
+STUDY_PARAMS = ("trials", "epochs", "engine", "sampler", "pruner", "seed", "workers", "isolation", "max_retries")
+
+
+def study_params(config: StudyConfig, device: str, extra: dict | None = None) -> dict[str, object]:
+    """The parent run's params: how the study runs and what it searches (its trials hold the factors)."""
+    s = config.study
+    params: dict[str, object] = {name: getattr(s, name) for name in STUDY_PARAMS}
+    params.update(device=device, backend=s.backend, searched=",".join(config.space.names) or "none")
+    params["data"] = redact(str(config.data.source))
+    params["host_memory_budget"], params["gpu_memory_budget"] = s.host_memory_budget, s.gpu_memory_budget
+    return {**params, **(extra or {})}
+
+
 @dataclass
 class StudySummary:
     outcomes: Counter
     best: tuple[int, float, str] | None
     trials_run: int
-
-
-def describe(factors: dict, names: tuple[str, ...]) -> str:
-    """``levels=1,2,4 pooling=max learning_rate=0.00316``: the searched factors, compact."""
-
-    def text(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else param_text(value)
-
-    return " ".join(f"{k}={text(factors[k])}" for k in names)
 
 
 def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, str] | None:
@@ -106,7 +110,10 @@ def close_study(study, tracker, console: Console, names: tuple[str, ...], status
     finished = budget.counted_trials(study)
     outcomes = Counter(budget.outcome_of(t) for t in finished)
     best = best_of(study, names)
-    tracker.close_study({"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}, status)
+    totals = {"trials_finished": len(finished), "best_val_accuracy": best[1] if best else None}
+    totals.update({f"trials_{outcome}": count for outcome, count in outcomes.items()})
+    note = runs_view.study_note(dict(outcomes), best, int(study.user_attrs.get("total_trials", len(finished))))
+    tracker.close_study(totals, status, note)
     console.print(summary_table(outcomes, time.perf_counter() - start))
     if best:
         console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")

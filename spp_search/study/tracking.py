@@ -21,6 +21,7 @@ from spp_search.config.factors import param_text
 from spp_search.data import datasets
 from spp_search.infra.redaction import redact, redact_cut
 from spp_search.infra.retry import with_retries
+from spp_search.study import runs_view
 from spp_search.trial import failures
 from spp_search.trial.run import TrialResult
 
@@ -52,6 +53,9 @@ class Tracker:
         self.experiment_id = self._experiment(study_name)
         self.parent_id: str | None = None
         self.inputs: list = []  # the study's datasets (datasets.py), logged on every trial run
+        self.searched: tuple[str, ...] = ()  # the study's searched factors: columns, run descriptions
+        self.numbers: dict[str, int] = {}  # trial run id -> trial number (its name)
+        self.factors: dict[str, dict] = {}  # trial run id -> its factors (its description)
 
     def _experiment(self, name: str) -> str:
         """The study's experiment id, created if missing (another process may create it first)."""
@@ -72,8 +76,12 @@ class Tracker:
     def _runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=50000)
 
-    def open_study(self, config: dict, params: dict[str, object]) -> str:
-        """Find or create the study's parent run and mark it RUNNING; log config and space."""
+    def open_study(self, config: dict, params: dict[str, object], searched: tuple[str, ...] = ()) -> str:
+        """Find or create the study's parent run and mark it RUNNING; log config and space.
+        ``params``: the study's settings (not a trial's factors); ``searched``: the columns of the
+        experiment's saved view (``runs_view``)."""
+        self.searched = tuple(searched)
+        runs_view.install(self.client, self.experiment_id, self.searched)
         if "data" in config:
             self.open_inputs(config["data"])
         found = self._runs(f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study_name}'")
@@ -120,7 +128,10 @@ class Tracker:
     def start_trial(self, number: int, factors: dict, extra: dict[str, object]) -> str:
         """A child run with every factor (and ``extra``) as params."""
         tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number)}
-        return self.start_run(f"trial-{number}", factors, extra, tags)
+        tags[runs_view.NOTE] = "**running**"
+        run_id = self.start_run(runs_view.trial_name(number), factors, extra, tags)
+        self.numbers[run_id], self.factors[run_id] = number, factors
+        return run_id
 
     def start_run(self, name: str, factors: dict, extra: dict[str, object], tags: dict[str, str]) -> str:
         """A run with params, the study's datasets and system metrics sampled while it lasts."""
@@ -164,17 +175,31 @@ class Tracker:
             metrics.append(Metric("objective", float(result.value), now, 0))
         self._log_metrics(run_id, metrics)
         all_tags = {"outcome": result.outcome.value, **tags}
+        reason = ""
         if result.outcome.failed:  # every failure says why (failures.py), exception or not
             error_type, message = failures.reason(result)
             all_tags.update(error_type=error_type, error_message=message)
-        for key, value in (("failed_epoch", result.failed_epoch), ("failed_step", result.failed_step)):
-            if value is not None:
-                all_tags[key] = str(value)
+            reason = f"{error_type}: {message}"
+        value = result.value if result.value is not None else _last(result.epochs, "val_accuracy")
+        factors = self.factors.pop(run_id, {})
+        all_tags[runs_view.NOTE] = runs_view.trial_note(result.outcome.value, value, factors, self.searched, reason)
+        for key, where in (("failed_epoch", result.failed_epoch), ("failed_step", result.failed_step)):
+            if where is not None:
+                all_tags[key] = str(where)
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         for name, text in failures.artifacts(result).items():
             self.client.log_text(run_id, text, name)
+        self._rename(run_id, result.outcome.value, value if not result.outcome.failed else None)
         self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
+
+    def _rename(self, run_id: str, outcome: str, value: float | None) -> None:
+        """``trial-007 ok 0.940``: the outcome in the name, where the runs table shows it first."""
+        number = self.numbers.pop(run_id, None)
+        if number is None:  # a run this tracker did not start (an orphan of a killed driver)
+            number = int(self.client.get_run(run_id).data.tags.get(TRIAL, -1))
+        if number >= 0:
+            self.client.update_run(run_id, name=runs_view.trial_name(number, outcome, value))
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run that belongs to no trial (MLflow keeps it as deleted, out of every table)."""
@@ -185,16 +210,22 @@ class Tracker:
     def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
         """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
         tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact_cut(message, 500))] if message else [])
-        self.client.log_batch(run_id, tags=tags)
+        note = f"**{outcome}**" + (f"\n\n{redact_cut(message, 500)}" if message else "")
+        self.client.log_batch(run_id, tags=[*tags, RunTag(runs_view.NOTE, note)])
+        self.factors.pop(run_id, None)
+        self._rename(run_id, outcome, None)
         self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=status)
 
-    def close_study(self, summary: dict[str, float], status: str = "FINISHED") -> None:
-        """Log the study's totals; end the parent run with ``status``, unless the study is still
-        ``RUNNING`` (another driver works on): then it stays open for the last driver to close."""
+    def close_study(self, summary: dict[str, float], status: str = "FINISHED", note: str | None = None) -> None:
+        """Log the study's totals (and its description, ``note``); end the parent run with
+        ``status``, unless the study is still ``RUNNING`` (another driver works on): then it
+        stays open for the last driver to close."""
         now = _now_ms()
         metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None]
         self._log_metrics(self.parent_id, metrics)
+        if note is not None:
+            self.client.set_tag(self.parent_id, runs_view.NOTE, note)
         if status != "RUNNING":
             self.client.set_terminated(self.parent_id, status=status)
 
@@ -254,6 +285,12 @@ def _transient(exc: Exception) -> bool:
     text = str(exc).lower()
     words = ("connection", "timed out", "unavailable", "database is locked", "503")
     return isinstance(exc, MlflowException) and any(w in text for w in words)
+
+
+def _last(epochs: list[dict], key: str) -> float | None:
+    """The last epoch's ``key`` (a pruned trial's validation accuracy when it stopped)."""
+    values = [e[key] for e in epochs if e.get(key) is not None and not math.isnan(e[key])]
+    return float(values[-1]) if values else None
 
 
 def _redacted(value: object) -> object:

@@ -25,6 +25,7 @@ from spp_search.trial.outcomes import exploded
 
 FAULT_STEP = 2  # the ``fault`` factor fails a trial at this training step
 RECENT_STEPS = 64  # steps kept in full (loss and gradient norm) for a divergence's evidence
+BEFORE_FAILURE = 10  # steps before a divergence whose loss is logged at full resolution
 
 
 @dataclass
@@ -66,14 +67,22 @@ class Watch:
             self.losses.append((self.step, loss))
         if not (math.isfinite(loss) and (math.isfinite(grad_norm) or not self.check_grads)):
             self.nonfinite_step = self.step
-            return True
+            return self._keep_last_steps()
         if self.initial_loss is None:
             self.initial_loss = loss
         self.max_loss = max(self.max_loss or loss, loss)
         if exploded(self.initial_loss, loss):
             self.exploded_step = self.step
-            return True
+            return self._keep_last_steps()
         return False
+
+    def _keep_last_steps(self) -> bool:
+        """A divergence: the failing step and the ``BEFORE_FAILURE`` steps before it join the
+        logged losses (otherwise sampled every ``log_every``), so a chart shows the climb."""
+        logged = {step for step, _ in self.losses}
+        recent = list(self.recent)[-(BEFORE_FAILURE + 1) :]
+        self.losses = sorted([*self.losses, *((s, v) for s, v, _ in recent if s not in logged)])
+        return True
 
     @property
     def stopped(self) -> bool:
