@@ -231,8 +231,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     study = load_study(config.study.name, config.study.storage)
     others = [load_study(name, config.study.storage) for name in args.compare]
     path = write_report(study, config.study.tracking_uri, args.out / config.study.name, others)
-    print(f"wrote {path} (and report.html, plots) in {path.parent}")
+    print(f"wrote {path} (and report.html, plots) in {path.parent}: open {path.with_suffix('.html')}")
+    for line in report_next_steps(config):
+        print(line)
     return 0
+
+
+def report_next_steps(config) -> list[str]:
+    """After ``report``: the study's MLflow view and the command that exports its best trial."""
+    from mlflow import MlflowClient
+
+    from spp_search.study.runs_view import next_steps
+
+    experiment = MlflowClient(config.study.tracking_uri).get_experiment_by_name(config.study.name)
+    command = f"python study.py export-best --study-name {config.study.name} --out best.yaml --train"
+    return next_steps(config.study.tracking_uri, experiment.experiment_id if experiment else None, command)
 
 
 def _retrain_options(args: argparse.Namespace) -> dict:

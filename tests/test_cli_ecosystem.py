@@ -178,3 +178,34 @@ def test_the_dashboard_serves_the_study(tmp_path):
             out, _ = process.communicate()
             raise AssertionError(f"the dashboard did not stop on SIGTERM: {out[-2000:]}") from None
     assert f"http://127.0.0.1:{port}/dashboard/studies/" in out
+
+
+NATIVE_LOG = ("I0000", "W0000", "E0000", "absl::InitializeLog", "cuInit", "oneDNN", "cpu_feature_guard")
+
+
+def test_a_study_keeps_native_log_lines_off_the_console_and_ends_saying_what_next(tmp_path):
+    """TensorFlow/XLA C++ lines (`E0000 ... failed call to cuInit`) broke the progress bar; the
+    study ended without saying where its results are or what to open next."""
+    import yaml
+
+    from tests.helpers import tiny_config
+
+    raw = tiny_config(tmp_path, name="quiet", trials=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
+    env["SPP_SEARCH_LOG_DIR"] = str(tmp_path / "logs")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "study.py"), "--config", "c.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = done.stdout + done.stderr
+    assert not [line for line in console.splitlines() if any(m in line for m in NATIVE_LOG)]
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("worker-*.log"))
+    assert "I0000" in logs or "oneDNN" in logs  # the lines were kept, in the workers' log files
+    assert "viewStateShareKey=spp-search" in done.stdout and "mlflow ui --backend-store-uri" in done.stdout
+    assert "next: python study.py report --study-name quiet" in done.stdout

@@ -1,12 +1,17 @@
-"""What a command-line process sets up before it works: quiet libraries, SIGTERM as Ctrl-C."""
+"""What a command-line process sets up before it works: quiet libraries, native logs off the
+console, SIGTERM as Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
 import warnings
+from pathlib import Path
 
 
 def quiet_libraries() -> None:
@@ -38,3 +43,39 @@ def stop_on_sigterm() -> dict:
 
         signal.signal(signal.SIGTERM, handler)
     return seen
+
+
+def log_dir() -> Path:
+    """Where native library logs go (``SPP_SEARCH_LOG_DIR``, else a folder in the temp dir)."""
+    folder = Path(os.environ.get("SPP_SEARCH_LOG_DIR") or Path(tempfile.gettempdir()) / "spp-search-logs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def native_stderr_to_log(name: str) -> Path:
+    """Point this process's file descriptor 2 at ``<log_dir>/<name>-<pid>.log`` for good.
+
+    TensorFlow, XLA and absl write C++ log lines (``I0000 ... port.cc``, ``E0000 ... failed call
+    to cuInit``) straight to descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` is read, and they break
+    the driver's progress bar. A worker reports everything that matters through its pipe, so its
+    descriptor 2 goes to a file: the lines stay readable there, off the console."""
+    path = log_dir() / f"{name}-{os.getpid()}.log"
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return path
+
+
+@contextlib.contextmanager
+def native_stderr_quiet(name: str):
+    """``native_stderr_to_log`` for the duration, descriptor 2 restored after (in-process work:
+    ``train``, the doctor's probe), so the command's own one-line errors still reach the console."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        yield native_stderr_to_log(name)
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

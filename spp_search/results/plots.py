@@ -145,7 +145,12 @@ def optuna_plots(study: optuna.Study, out: Path) -> list[str]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                make(study).write_html(out / name, include_plotlyjs="directory")  # offline
+                figure = (
+                    make(study, target=lambda t: -t.value, target_name="val_accuracy")
+                    if "importances" in name
+                    else make(study)
+                )
+                figure.write_html(out / name, include_plotlyjs="directory")  # offline
             names.append(name)
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue

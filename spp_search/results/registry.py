@@ -3,8 +3,8 @@
 ``train`` (and ``export-best --train``) opens a training run in the study's experiment (params,
 the datasets, per-epoch metrics as it trains), then logs the model with MLflow's Keras flavour:
 a signature whose height and width are -1 when the model takes any size (our size-agnostic SPP
-heads) and an input example. ``--register NAME`` registers it as a model version tagged with the
-study, the trial and the configuration.
+heads) and an input example. ``--register NAME`` registers it as a model version with a
+description, metrics, tags (study, trial, config artifact) and the alias ``champion``.
 
 Loading it: ``import spp_search`` (registers the SPP layers with Keras), then
 ``mlflow.pyfunc.load_model(uri)`` or ``mlflow.keras.load_model(uri)``; the pyfunc takes a float32
@@ -14,19 +14,17 @@ array ``(batch, height, width, bands)`` of raw pixel values.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from types import SimpleNamespace
 
 import numpy as np
 import yaml
 
-from spp_search.config.factors import param_text
 from spp_search.infra.redaction import redact
 from spp_search.study.tracking import ROLE, STUDY, Tracker
 
 TRAINING = "training"
-TAG_LIMIT = 5000  # MLflow's limit on a model version tag's value
+ALIAS = "champion"  # the registered version a deployment loads: models:/NAME@champion
 
 
 class EpochLogger:
@@ -68,10 +66,19 @@ def signature(model, bands: int):
 
 
 def log_model(
-    tracker: Tracker, run_id: str, model, config, example: np.ndarray, register: str | None, source: dict
+    tracker: Tracker,
+    run_id: str,
+    model,
+    config,
+    example: np.ndarray,
+    register: str | None,
+    source: dict,
+    metrics: dict | None = None,
 ) -> dict:
-    """Log ``model`` (Keras flavour) into the run; with ``register``, a model version tagged with
-    the study, trial and configuration. Returns the model URI and the version (or None)."""
+    """Log ``model`` (Keras flavour) into the run, with ``metrics`` on the logged model; with
+    ``register``, a model version with a description (study, trial, outcome), tags, the alias
+    ``champion`` and the config as the run's ``config.yaml`` artifact (not a tag). Returns the
+    model URI and the version (or None)."""
     import keras
     import mlflow
     from mlflow.models import Model
@@ -90,20 +97,38 @@ def log_model(
             # given, not inferred: inferring loads the model in a process without our layers
             pip_requirements=requirements(),
         )
+        numbers = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+        if numbers:  # shown on the logged model's and the model version's pages
+            mlflow.log_metrics(numbers, model_id=info.model_id)
         version = mlflow.register_model(info.model_uri, register).version if register else None
     if interactive:
         keras.utils.enable_interactive_logging()
     if register:
-        tags = {
-            "study": tracker.study_name,
-            "source_study": str(source.get("study", "")),
-            "source_trial": str(source.get("trial", "")),
-            "config": json.dumps({k: param_text(v) for k, v in config.defaults.items()}, sort_keys=True)[:TAG_LIMIT],
-            "run_id": run_id,
-        }
-        for key, value in tags.items():
-            tracker.client.set_model_version_tag(register, version, key, value)
+        _describe_version(tracker, register, version, run_id, source, numbers)
     return {"model_uri": info.model_uri, "version": version}
+
+
+def _describe_version(tracker: Tracker, name: str, version: str, run_id: str, source: dict, numbers: dict) -> None:
+    """A registered version that says what it is: description, tags, the ``champion`` alias."""
+    client = tracker.client
+    origin = f"trial {source['trial']} of study {source['study']!r}" if source.get("study") else "a config file"
+    described = f"Retrained from {origin} (outcome ok"
+    if source.get("val_accuracy") is not None:
+        described += f", val_accuracy {float(source['val_accuracy']):.4f} in the study"
+    described += f"); this training: val_accuracy {numbers.get('val_accuracy', float('nan')):.4f}"
+    described += f" over {int(numbers.get('epochs', 0))} epochs. Config: runs:/{run_id}/config.yaml."
+    client.update_model_version(name, version, description=described)
+    tags = {
+        "study": tracker.study_name,
+        "source_study": str(source.get("study", "")),
+        "source_trial": str(source.get("trial", "")),
+        "config_artifact": f"runs:/{run_id}/config.yaml",
+        "run_id": run_id,
+        **{k: f"{v:.4f}" for k, v in numbers.items() if k in ("val_accuracy", "val_loss")},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, ALIAS, version)
 
 
 @contextlib.contextmanager

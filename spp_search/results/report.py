@@ -8,6 +8,7 @@ study, a study of only failures and a single trial, saying what it cannot conclu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,8 +128,14 @@ def outcome_table(data: StudyData) -> str:
     return md_table(header, rows)
 
 
+IMPORTANCE = "PED-ANOVA"  # Optuna's default evaluator, and the one optuna-dashboard shows
+RELIABLE_AT = 30  # trials: PED-ANOVA compares the best 10% to the rest, 3 trials at 30
+
+
 def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
-    """Factor importances for failure (a derived 0/1 study) and for accuracy (the study itself)."""
+    """Factor importances (``IMPORTANCE``) for failure (a derived study whose value is 1 for a
+    failed trial) and for accuracy (the study itself), computed as optuna-dashboard computes its
+    chart (a maximised value enters as its negative), so that the two agree."""
     failure, accuracy = {}, {}
     frame = data.frame
     searched = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])]
@@ -139,15 +146,24 @@ def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
             derived.add_trial(
                 optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=float(failed[t.number]))
             )
-        failure = optuna.importance.get_param_importances(derived, evaluator=_evaluator())
+        failure = param_importances(derived)
     complete = [t for t in searched if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     if len(complete) >= MIN_SUPPORT and len({t.value for t in complete}) > 1:
-        accuracy = optuna.importance.get_param_importances(study, evaluator=_evaluator())
+        accuracy = param_importances(study)
     return failure, accuracy
 
 
-def _evaluator():
-    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+def param_importances(study: optuna.Study) -> dict:
+    """``IMPORTANCE`` of each factor for a higher value (optuna-dashboard's own call)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PED-ANOVA's note that it ranks for low targets: hence the minus
+        return optuna.importance.get_param_importances(
+            study, target=lambda t: -t.value, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+        )
+
+
+def importance_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> str:
@@ -171,11 +187,21 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
         lines += ["## Outcomes per factor level", "", outcome_table(data), ""]
         failure, accuracy = importances(study, data)
         lines += ["## What drives failure and accuracy", ""]
+        complete = importance_count(study)
         lines += [
-            _importance_line("failure (fANOVA on failed / not failed)", failure),
-            _importance_line("validation accuracy (Optuna fANOVA)", accuracy),
+            f"Importance: {IMPORTANCE} (Optuna's default, the method optuna-dashboard shows, so the two agree), "
+            f"on {n} finished trials for failure and {complete} complete ones for accuracy.",
+            "",
+            _importance_line("failure (failed / not failed)", failure),
+            _importance_line("validation accuracy", accuracy),
             "",
         ]
+        if min(n, complete) < RELIABLE_AT:
+            lines += [
+                f"**Unreliable at this count**: {IMPORTANCE} compares the best 10% of trials with the rest, "
+                f"which needs at least {RELIABLE_AT} trials (here {min(n, complete)}); read it as a hint.",
+                "",
+            ]
         pairs = interactions(frame.assign(failed=frame["failed"].astype(float)), data.factors, "failed")
         if pairs:
             lines += [

@@ -13,7 +13,9 @@ from spp_search import backends
 from spp_search.backends.devices import resolve_device
 from spp_search.config.settings import build_config, read_file
 from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.process import native_stderr_quiet
 from spp_search.infra.redaction import redact_cut
+from spp_search.study.runs_view import next_steps
 
 
 def check_model_out(out: Path) -> None:
@@ -58,13 +60,19 @@ def retrain(
     if config.space.params:  # checked by train_config too, but before a run is created here
         fix = "Export one with `python study.py export-best --out best.yaml`."
         raise ConfigError(must("config", "fix every factor (an empty `space`)", f"space={config.space.names}", fix))
+    trial_epochs = len(source.get("epochs_val_accuracy") or []) or config.study.epochs  # the trial's own
+    epochs = epochs or trial_epochs
     tracker = Tracker(config.study.tracking_uri, experiment or config.study.name)
-    run_id = registry.start_training(tracker, config, source, backend, epochs or config.study.epochs)
+    run_id = registry.start_training(tracker, config, source, backend, epochs)
     try:
-        metrics, model, example = train_config(
-            config, out, device, epochs, backend, reporter=registry.EpochLogger(tracker, run_id)
-        )
-        logged = registry.log_model(tracker, run_id, model, config, example, register, source)
+        with native_stderr_quiet("train"):  # TensorFlow's C++ log lines to a file, not the console
+            metrics, model, example = train_config(
+                config, out, device, epochs, backend, reporter=registry.EpochLogger(tracker, run_id)
+            )
+            numbers = {"val_accuracy": metrics["val_accuracy"], "epochs": epochs}
+            if metrics.get("val_loss") is not None:
+                numbers["val_loss"] = metrics["val_loss"]
+            logged = registry.log_model(tracker, run_id, model, config, example, register, source, numbers)
     except BaseException as exc:
         tracker.client.set_tag(run_id, "error_message", redact_cut(f"{type(exc).__name__}: {exc}", 500))
         tracker.end_run(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -72,10 +80,22 @@ def retrain(
     if source.get("val_accuracy") is not None:
         tracker.client.log_metric(run_id, "source_val_accuracy", float(source["val_accuracy"]))
     tracker.end_run(run_id)
-    print(f"wrote {out}: val_accuracy {metrics['val_accuracy']:.4f}, input {metrics['input_shape']}")
+    print(
+        f"wrote {out}: val_accuracy {metrics['val_accuracy']:.4f} after {epochs} epochs, input {metrics['input_shape']}"
+    )
     if source.get("val_accuracy") is not None:
-        print(f"the exported trial reached {source['val_accuracy']:.4f}")
+        same = "the same count" if epochs == trial_epochs else f"{trial_epochs} epochs: not the same training"
+        print(f"the exported trial reached {source['val_accuracy']:.4f} in {same}")
     print(f"MLflow: run {run_id} in experiment {tracker.study_name!r}, model {logged['model_uri']}")
     if logged["version"] is not None:
-        print(f"registered {register!r} version {logged['version']}: models:/{register}/{logged['version']}")
+        print(
+            f"registered {register!r} version {logged['version']} (alias {registry.ALIAS}): "
+            f"models:/{register}@{registry.ALIAS}"
+        )
+    for line in next_steps(
+        tracker.tracking_uri,
+        tracker.experiment_id,
+        f"python -c \"import spp_search, keras; keras.saving.load_model('{out}')\"",
+    ):
+        print(line)
     return 0

@@ -221,5 +221,5 @@ def run_keras_tuner(
         status = "KILLED"
         raise
     finally:
-        summary = close_study(study, tracker, console, config.space.names, status, start)
+        summary = close_study(study, tracker, console, config.space.names, status, start, config.study.storage)
     return summary

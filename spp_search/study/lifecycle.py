@@ -4,6 +4,7 @@ run, and close both with the study's totals and best trial."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from spp_search.config.fingerprint import differences, fingerprint
-from spp_search.config.settings import StudyConfig
+from spp_search.config.settings import StudyConfig, StudySettings
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.redaction import redact
 from spp_search.infra.storage import make_storage
@@ -104,7 +105,9 @@ def best_of(study: optuna.Study, names: tuple[str, ...]) -> tuple[int, float, st
     return best.number, best.value, describe(best.user_attrs["factors"], names)
 
 
-def close_study(study, tracker, console: Console, names: tuple[str, ...], status: str, start: float) -> StudySummary:
+def close_study(
+    study, tracker, console: Console, names: tuple[str, ...], status: str, start: float, storage: str = ""
+) -> StudySummary:
     """End the parent MLflow run with the study's totals and print the outcome table and best
     trial (both engines, whatever stopped them)."""
     finished = budget.counted_trials(study)
@@ -117,7 +120,29 @@ def close_study(study, tracker, console: Console, names: tuple[str, ...], status
     console.print(summary_table(outcomes, time.perf_counter() - start))
     if best:
         console.print(f"best: trial {best[0]}, val_accuracy {best[1]:.4f}: {best[2]}")
+    for line in end_lines(tracker, storage, status):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return StudySummary(outcomes, best, len(finished))
+
+
+def end_lines(tracker, storage: str, status: str) -> list[str]:
+    """Where the study's records are and what to run next (``run``, ``ablate``, ``worker``)."""
+    name = tracker.study_name
+    options = f"--study-name {shlex.quote(name)}"
+    if storage and storage != StudySettings.storage:
+        options += f" --storage {shlex.quote(redact(storage))}"
+    if tracker.tracking_uri != StudySettings.tracking_uri:
+        options += f" --tracking-uri {shlex.quote(redact(tracker.tracking_uri))}"
+    done = "finished" if status == "FINISHED" else f"stopped ({status.lower()}; rerun the command to resume)"
+    lines = [
+        f"study {name!r} {done}: trials in {redact(storage) or 'its storage'}, runs in {redact(tracker.tracking_uri)}"
+    ]
+    lines += runs_view.next_steps(
+        tracker.tracking_uri,
+        tracker.experiment_id,
+        f"python study.py report {options}   (then: export-best {options} --out best.yaml)",
+    )
+    return lines
 
 
 def live_run_ids(study: optuna.Study) -> set[str]:

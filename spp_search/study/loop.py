@@ -288,5 +288,5 @@ def run_study(
         status = "KILLED"
         raise
     finally:
-        summary = close_study(study, tracker, console, names, status, start)
+        summary = close_study(study, tracker, console, names, status, start, config.study.storage)
     return dataclasses.replace(summary, trials_run=loop.ran if loop else 0)

@@ -100,3 +100,15 @@ def study_note(counts: dict[str, int], best: tuple[int, float, str] | None, tota
     if best is not None:
         text += f"\n\nBest: {trial_name(best[0])}, val_accuracy {best[1]:.4f} ({best[2]})."
     return text
+
+
+def next_steps(uri: str, experiment_id: str | None, next_command: str | None = None) -> list[str]:
+    """The lines a command ends with: how to open the study's runs in MLflow, and what to run next."""
+    if experiment_id is None:
+        return [f"next: {next_command}"] if next_command else []
+    command = ui_command(uri)
+    opener = f"run `{command}`, then open" if command else "open"
+    lines = [f"MLflow: {opener} {runs_url(uri, experiment_id)}"]
+    if next_command:
+        lines.append(f"next: {next_command}")
+    return lines

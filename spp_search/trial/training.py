@@ -112,6 +112,7 @@ def train_config(
         "backend": backend,
         "val_accuracy": result.value,
         "epochs": len(result.epochs),
+        "val_loss": result.epochs[-1].get("val_loss") if result.epochs else None,
         "input_shape": list(model.input_shape),
     }
     return metrics, model, input_example(trained.train.images[0], model.input_shape)

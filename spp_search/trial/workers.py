@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from spp_search import backends
+from spp_search.infra.process import native_stderr_to_log
 from spp_search.trial.run import run_trial
 
 
@@ -110,6 +111,7 @@ def worker_main(conn, gpu_memory_bytes: int | None) -> None:
     Its environment (backend, GPU, threads) was set by the driver when it was spawned; the
     backend's own settings (TensorFlow threads and GPU cap, JAX CPU placement) come first.
     """
+    native_stderr_to_log("worker")  # TensorFlow/XLA C++ log lines off the driver's console
     try:
         backends.runtime().configure(gpu_memory_bytes)
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the study
