@@ -5,7 +5,8 @@ chromium``): runs a small study in a temporary folder with one healthy trial and
 failure that can be made to happen, plus a few sampled ones, retrains and registers the best,
 serves the store with ``mlflow server`` on 127.0.0.1 and writes
 
-* ``benchmarks/results/mlflow_ui_runs.png``: the experiment as it opens (the runs table), and
+* ``benchmarks/results/mlflow_ui_runs.png``: the study's saved view (trials grouped by outcome),
+* ``benchmarks/results/mlflow_ui_charts.png``: its chart view (the losses, a divergence's spike), and
 * ``benchmarks/results/mlflow_ui_failed_run.png``: a failed trial's run (its reason and tags),
 
 with ``benchmarks/results/mlflow_ui.json`` recording the URLs and what was in the store.
@@ -29,6 +30,7 @@ import requests
 import yaml
 
 from benchmarks.common import RESULTS, environment
+from spp_search.study.runs_view import runs_url
 
 BASE = {"channel_policy": "pad_missing", "fault": "none", "learning_rate": 0.005, "optimizer": "adam"}
 TRIALS = [
@@ -88,13 +90,14 @@ def _study(root: Path) -> None:
     assert main(["export-best", "--config", str(path), "--out", "best.yaml", "--train", "--register", "spp-demo"]) == 0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _serve(root: Path, port: int) -> subprocess.Popen:
+def serve(root: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` on ``root/mlflow.db`` at 127.0.0.1:``port``, once it answers."""
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--workers", "1"]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -107,24 +110,42 @@ def _serve(root: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("mlflow server did not start")
 
 
-def _shoot(url: str, out: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
+def browser() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _chromium(url: str, action: list[str], budget_ms: int = 20000) -> str:
+    found = browser()
+    if found is None:
         raise SystemExit("error: no chromium on the PATH; install it (apt-get install chromium) and rerun")
-    subprocess.run(
-        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,900"]
-        + ["--virtual-time-budget=20000", f"--screenshot={out}", url],
+    done = subprocess.run(
+        [found, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,900"]
+        + [f"--virtual-time-budget={budget_ms}", *action, url],
         check=True,
         capture_output=True,
+        text=True,
         timeout=180,
     )
+    return done.stdout
+
+
+def _shoot(url: str, out: Path) -> None:
+    _chromium(url, [f"--screenshot={out}"], 60000 if "CHART" in url else 20000)  # charts draw late
+
+
+def page_text(url: str) -> str:
+    """The text of ``url`` once its scripts have run (headless Chromium's DOM, tags dropped)."""
+    import re
+
+    dom = _chromium(url, ["--dump-dom"])
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="spp-demo-"))
     _study(root)
-    port = _free_port()
-    server = _serve(root, port)
+    port = free_port()
+    server = serve(root, port)
     try:
         base = f"http://127.0.0.1:{port}"
         api = f"{base}/api/2.0/mlflow"
@@ -135,9 +156,10 @@ def main() -> None:
         # MLflow 3's UI keeps a GenAI / Model training switch per browser (GenAI in a fresh one);
         # workflowType in the URL selects Model training, whatever the browser remembers
         view = "workflowType=machine_learning"
-        urls = {
+        urls = {  # the experiment as it opens, its saved view (what `run` prints) and its charts
             "plain": f"{base}/#/experiments/{experiment_id}",
-            "runs": f"{base}/#/experiments/{experiment_id}/runs?{view}",
+            "runs": runs_url(base, experiment_id),
+            "charts": runs_url(base, experiment_id, chart=True),
         }
         if failed:
             urls["failed_run"] = f"{base}/#/experiments/{experiment_id}/runs/{failed[0]['info']['run_id']}?{view}"

@@ -5,7 +5,6 @@ UI reads it; then ``train --register`` and a pyfunc prediction at two sizes in a
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import subprocess
 import sys
@@ -134,7 +133,11 @@ def test_train_registers_a_model_that_predicts_at_two_sizes_in_a_fresh_process(s
     versions = _api(server, "registered-models/get", name="spp-served")["registered_model"]["latest_versions"]
     version = _api(server, "model-versions/get", name="spp-served", version=versions[0]["version"])["model_version"]
     tags = {t["key"]: t["value"] for t in version["tags"]}
-    assert tags["source_study"] == "served" and tags["source_trial"] == "0" and json.loads(tags["config"])["fault"]
+    assert tags["source_study"] == "served" and tags["source_trial"] == "0"
+    assert tags["config_artifact"] == f"runs:/{version['run_id']}/config.yaml" and "config" not in tags  # not a tag
+    assert "trial 0 of study 'served'" in version["description"] and "val_accuracy" in version["description"]
+    model = _api(server, "registered-models/get", name="spp-served")["registered_model"]
+    assert {a["alias"]: a["version"] for a in model.get("aliases", [])}.get("champion") == version["version"]
     run = _api(server, "runs/get", run_id=version["run_id"])["run"]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     # retrained on the same backend, on CPU: the trial's validation accuracy, exactly, and its losses

@@ -53,12 +53,18 @@ def test_report_on_known_counts(tmp_path):
     # round_bins: 4 of 8 diverged, Wilson [0.2152, 0.7848]
     assert "| spp_impl | round_bins | 8 | 4/8 (50%, [22%, 78%])" in text
     assert "| spp_impl | floor_ceil | 8 | 8/8 (100%, [68%, 100%]) | 0 |" in text
-    assert text.count("| learning_rate |") == 3  # quartile bins (two merge: 8 equal values), not 10 rows
+    assert (
+        sum(line.startswith("| learning_rate |") for line in text.splitlines()) == 3
+    )  # quartile bins (two merge: 8 equal values), not 10 rows
     assert "spp_impl = round_bins and image_size = 16 -> diverged_nan in 4/4 trials" in text
-    assert "failure (fANOVA on failed / not failed): spp_impl" in text or "image_size" in text
+    assert "- failure (failed / not failed): learning_rate" in text  # confounded here: lr 0.01 <=> round_bins
+    assert "Importance: PED-ANOVA" in text and "on 16 finished trials" in text  # the method and its count
+    assert "**Unreliable at this count**" in text  # 16 < 30
+    assert "| trial | outcome | val acc | spp_impl | image_size | learning_rate | MLflow run |" in text
     for name in ("report.html", "outcome_shares.png", "accuracy_per_level.png", "loss_curves.png"):
         assert (path.parent / name).stat().st_size > 0
-    assert "<table>" in (path.parent / "report.html").read_text()
+    html = (path.parent / "report.html").read_text()
+    assert "<table>" in html and "<style>" in html and "border-collapse" in html
 
 
 @pytest.mark.parametrize(
@@ -74,7 +80,7 @@ def test_report_says_what_it_cannot_conclude(tmp_path, rows):
     if len(rows) == 1:
         assert "Too few trials to conclude anything" in text
     else:
-        assert "validation accuracy (Optuna fANOVA): cannot compute" in text
+        assert "validation accuracy: cannot compute" in text
 
 
 def test_studies_side_by_side_count_trials_and_epochs(tmp_path):

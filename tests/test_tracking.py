@@ -122,10 +122,13 @@ def test_logging_a_model_leaves_the_processs_tracking_uri_alone(tmp_path, monkey
     )
     config = build_config({"study": {"name": "seen"}})
     example = np.zeros((1, 9, 7, 3), np.float32)
-    logged = registry.log_model(tracker, run_id, model, config, example, "reg", {"study": "seen", "trial": 3})
+    source = {"study": "seen", "trial": 3}
+    logged = registry.log_model(tracker, run_id, model, config, example, "reg", source, {"val_accuracy": 0.75})
     tracker.end_run(run_id)
     assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == before
     assert logged["version"] == "1" or logged["version"] == 1
     version = client.get_model_version("reg", "1")
     assert version.tags["source_trial"] == "3" and version.run_id == run_id
+    assert version.tags["val_accuracy"] == "0.7500" and "champion" in client.get_registered_model("reg").aliases
+    assert "trial 3 of study 'seen'" in version.description and "0.7500" in version.description
     assert client.get_run(run_id).info.status == "FINISHED"

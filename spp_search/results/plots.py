@@ -58,6 +58,13 @@ def accuracy_per_level(data, out: Path) -> str:
     factors = data.factors or ["spp_impl"]
     fig, axes = _grid(len(factors))
     for ax, factor in zip(axes, factors, strict=False):
+        if _numeric(ok[factor]):  # a number on its own axis (log when searched so), not categories
+            ax.scatter(ok[factor].astype(float), ok["value"], alpha=0.6)
+            if factor in data.log_factors:
+                ax.set_xscale("log")
+            ax.set_title(factor)
+            ax.set_ylim(0, 1)
+            continue
         column = data.levels(ok, factor)
         present = set(column.dropna().unique())
         levels = [c for c in column.cat.categories if c in present] if hasattr(column, "cat") else sorted(present)
@@ -69,6 +76,12 @@ def accuracy_per_level(data, out: Path) -> str:
         ax.set_ylim(0, 1)
     fig.tight_layout()
     return _save(fig, out, "accuracy_per_level.png")
+
+
+def _numeric(column) -> bool:
+    """A float factor with more than a handful of values (learning_rate): plotted as a number."""
+    values = column.dropna()
+    return len(values) > 0 and all(isinstance(v, float) for v in values) and values.nunique() > 4
 
 
 def loss_curves(data, out: Path) -> str:
@@ -95,14 +108,19 @@ def memory_boundary(data, out: Path) -> str:
     load = frame["batch_size"].astype(float) * frame["image_size"].astype(float) ** 2
     oom = frame["outcome"].isin(["oom_host", "oom_gpu"])
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter(load[~oom], frame["peak_rss_mb"][~oom], label="trained", alpha=0.6)
-    ax.scatter(load[oom], frame["peak_rss_mb"][oom], marker="x", color="red", s=60, label="out of memory")
+    drawn = frame["peak_rss_mb"].notna() & load.notna()  # a legend entry only for what is drawn
+    if (~oom & drawn).any():
+        ax.scatter(load[~oom & drawn], frame["peak_rss_mb"][~oom & drawn], label="trained", alpha=0.6)
+    if (oom & drawn).any():
+        rss = frame["peak_rss_mb"][oom & drawn]
+        ax.scatter(load[oom & drawn], rss, marker="x", color="red", s=60, label="out of memory")
     if oom.any():
         ax.axvline(load[oom].min(), color="red", linestyle="--", label="OOM boundary")
     ax.set_xscale("log")
     ax.set_xlabel("batch size x image pixels")
     ax.set_ylabel("peak worker RSS (MB)")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return _save(fig, out, "memory_boundary.png")
 
 

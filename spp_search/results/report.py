@@ -43,6 +43,7 @@ class StudyData:
     factors: list[str]
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     parent_run_id: str | None = None
+    run_url: str = ""  # a trial run's MLflow page is run_url + its run id ("" without MLflow)
     running: int = 0
     log_factors: frozenset = frozenset()  # searched on a log scale (binned on it: stats.levels_of)
     facts: DataFacts = field(default_factory=DataFacts)  # what the data held (claims.facts_of)
@@ -94,6 +95,7 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id], max_results=50000)}
     parents = [r for r in runs.values() if r.data.tags.get("spp_search.role") == "study"]
     data.parent_run_id = parents[0].info.run_id if parents else None
+    data.run_url = run_base(tracking_uri, experiment.experiment_id)
     for metric in STABILITY:
         frame[metric] = [runs[r].data.metrics.get(metric, np.nan) if r in runs else np.nan for r in frame["run_id"]]
     frame["run_start"] = [runs[r].info.start_time / 1000 if r in runs else np.nan for r in frame["run_id"]]
@@ -238,9 +240,43 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
                 + ", ".join(f"{f}={best[f]}" for f in data.factors),
                 "",
             ]
+    if n:
+        lines += ["## Trials", "", trial_table(data), ""]
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots if p.endswith(".png")]
     lines += [f"- [{p}]({p})" for p in plots if p.endswith(".html")]
     return "\n".join(lines) + "\n"
+
+
+def run_base(tracking_uri: str, experiment_id: str) -> str:
+    """The MLflow UI address of a trial run, less its id (``runs_view.runs_url``'s server)."""
+    from spp_search.study.runs_view import runs_url
+
+    return runs_url(tracking_uri, experiment_id).split("/runs?")[0] + "/runs/"
+
+
+def trial_table(data: StudyData) -> str:
+    """One row per trial: outcome, value, the searched factors, a link to its MLflow run."""
+    frame = data.frame.sort_values("number")
+    header = ["trial", "outcome", "val acc", *data.factors, "MLflow run"]
+    rows = []
+    for _, row in frame.iterrows():
+        value = f"{row['value']:.4f}" if pd.notna(row["value"]) and row["outcome"] in ("ok", "pruned") else "-"
+        run = row.get("run_id")
+        link = f"[{run[:8]}]({data.run_url}{run})" if data.run_url and isinstance(run, str) else "-"
+        factors = [f"{row[f]:.3g}" if isinstance(row[f], float) else str(row[f]) for f in data.factors]
+        rows.append([row["number"], row["outcome"], value, *factors, link])
+    return md_table(header, rows)
+
+
+CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1, h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+code { background: #f3f3f3; padding: 0 3px; }
+"""
 
 
 def _importance_line(label: str, values: dict) -> str:
@@ -333,7 +369,8 @@ def write_report(study: optuna.Study, tracking_uri: str | None, out: Path, compa
     (out / "report.md").write_text(text)
     html = markdown.markdown(text, extensions=["tables"])
     (out / "report.html").write_text(
-        f"<html><head><meta charset='utf-8'><title>{data.name}</title></head><body>{html}</body></html>"
+        f"<html><head><meta charset='utf-8'><title>{data.name}</title><style>{CSS}</style></head>"
+        f"<body>{html}</body></html>"
     )
     if data.parent_run_id and tracking_uri:
         MlflowClient(tracking_uri).log_artifacts(data.parent_run_id, str(out), "report")

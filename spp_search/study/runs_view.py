@@ -5,7 +5,7 @@ run (a shared view cannot unfold it: MLflow drops ``runsExpanded`` from shared s
 experiment gets one saved view, the experiment tag ``mlflow.sharedViewState.spp-search``, which
 the UI lists under *Views* and opens from ``?viewStateShareKey=spp-search``: the trials grouped by
 their outcome (every group unfolded, the study's own run under "Additional runs"), the columns
-``outcome``, ``val_accuracy`` and the searched factors, and the chart view filtered to the losses,
+``outcome``, ``val_accuracy`` and the searched factors, and the chart view filtered to the step losses,
 where a diverged trial's spike shows. Run names carry the outcome and the value
 (``trial-007 ok 0.940``), so the table reads at a glance even without the view.
 """
@@ -27,14 +27,14 @@ def view_state(searched: tuple[str, ...]) -> dict:
     """The saved view: grouped by outcome, the columns that matter, loss charts (MLflow 3's
     shared-view state; its keys are the UI's own)."""
     columns = ["tags.`outcome`", "metrics.`val_accuracy`", *(f"params.`{name}`" for name in searched)]
-    columns += ["metrics.`max_loss_ratio`", "tags.`error_type`"]
+    columns += ["tags.`error_type`"]
     return {
         "selectedColumns": columns,
         "groupBy": "tag.average.outcome",  # one unfolded group per outcome; mean val_accuracy per group
         "orderByKey": "attributes.start_time",
         "orderByAsc": True,
         "runsHiddenMode": "SHOW_ALL",  # the charts draw every trial, not the first 10
-        "chartsSearchFilter": "loss",
+        "chartsSearchFilter": "batch_loss",  # the step losses, where a divergence spikes
         "useGroupedValuesInCharts": False,  # one line per trial, not per group
     }
 
