@@ -105,6 +105,7 @@ def test_divergence_is_recorded_and_the_study_goes_on(tmp_path):
     assert main(["--config", _write(tmp_path, raw)]) == 0
     study = optuna.load_study(study_name="diverge", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    assert study.metric_names == ["val_accuracy"]  # optuna-dashboard named it "Objective 0"
     assert all(t.user_attrs["outcome"].startswith("diverged_") for t in study.trials)
     client, _, children = _runs(tmp_path, "diverge")
     assert [r.info.status for r in children] == ["FAILED", "FAILED"]

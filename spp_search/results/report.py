@@ -247,6 +247,9 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
     return "\n".join(lines) + "\n"
 
 
+MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3's Model training pages, not GenAI's
+
+
 def run_base(tracking_uri: str, experiment_id: str) -> str:
     """The MLflow UI address of a trial run, less its id (``runs_view.runs_url``'s server)."""
     from spp_search.study.runs_view import runs_url
@@ -262,7 +265,7 @@ def trial_table(data: StudyData) -> str:
     for _, row in frame.iterrows():
         value = f"{row['value']:.4f}" if pd.notna(row["value"]) and row["outcome"] in ("ok", "pruned") else "-"
         run = row.get("run_id")
-        link = f"[{run[:8]}]({data.run_url}{run})" if data.run_url and isinstance(run, str) else "-"
+        link = f"[{run[:8]}]({data.run_url}{run}?{MODEL_TRAINING})" if data.run_url and isinstance(run, str) else "-"
         factors = [f"{row[f]:.3g}" if isinstance(row[f], float) else str(row[f]) for f in data.factors]
         rows.append([row["number"], row["outcome"], value, *factors, link])
     return md_table(header, rows)
