@@ -178,9 +178,9 @@ def culprits(folder: Path) -> list[str]:
     ]
 
 
-def doctor(folder: Path) -> list[str]:
+def doctor(folder: Path, name: str = "doctor") -> list[str]:
     """The doctor on its zoo: per case the planted fault, the culprit expected and named, seconds."""
-    data = _json("doctor", folder)
+    data = _json(name, folder)
     rows = [
         [
             r["case"],
@@ -200,7 +200,7 @@ def doctor(folder: Path) -> list[str]:
         f"controls: **{s['false_alarms']}**; seconds per diagnosis: median **{s['median_s']:.0f}**, max "
         f"**{s['max_s']:.0f}** (targets: >= 90%, 0, <= 180, <= 300).",
         "",
-        f"_From `benchmarks/results/doctor.json` ({data['environment'].get('backend')}, "
+        f"_From `benchmarks/results/{name}.json` ({data['environment'].get('backend')}, "
         f"{data['environment'].get('cpu_count')} CPU cores)._",
     ]
 
@@ -229,6 +229,7 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "culprits": culprits,
     "doctor": doctor,
     "doctor-summary": doctor_summary,
+    "doctor-jax": lambda folder: doctor(folder, "doctor-jax"),
     "engines": engines,
     "targets": targets,
     "gpu": gpu,
