@@ -138,6 +138,7 @@ def importances(study: optuna.Study, data: StudyData) -> tuple[dict, dict]:
     """Factor importances (``IMPORTANCE``) for failure (a derived study whose value is 1 for a
     failed trial) and for accuracy (the study itself), computed as optuna-dashboard computes its
     chart (a maximised value enters as its negative), so that the two agree."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
     failure, accuracy = {}, {}
     frame = data.frame
     searched = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.number in set(frame["number"])]

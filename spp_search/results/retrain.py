@@ -53,9 +53,10 @@ def retrain(
     backend = backends.require(backends.resolve(config.study.backend))
     device, _ = resolve_device(config.study.device, backend)
     backends.select(backend)  # before Keras is imported below
-    from spp_search.results import registry
-    from spp_search.study.tracking import Tracker
-    from spp_search.trial.training import train_config
+    with native_stderr_quiet("train"):  # TensorFlow's C++ log lines (import, devices) to a file
+        from spp_search.results import registry
+        from spp_search.study.tracking import Tracker
+        from spp_search.trial.training import train_config
 
     if config.space.params:  # checked by train_config too, but before a run is created here
         fix = "Export one with `python study.py export-best --out best.yaml`."
