@@ -2,8 +2,8 @@
 
 MLflow's runs table opens with dozens of columns and the trials folded under the study's parent
 run (a shared view cannot unfold it: MLflow drops ``runsExpanded`` from shared state). So each
-experiment gets one saved view, the experiment tag ``mlflow.sharedViewState.spp-search``, which
-the UI lists under *Views* and opens from ``?viewStateShareKey=spp-search``: the trials grouped by
+experiment gets one shared view, the experiment tag ``mlflow.sharedViewState.spp-search``, which
+the UI opens from ``?viewStateShareKey=spp-search`` (the URL every study prints): the trials grouped by
 their outcome (every group unfolded, the study's own run under "Additional runs"), the columns
 ``outcome``, ``val_accuracy`` and the searched factors, and the chart view filtered to the step losses,
 where a diverged trial's spike shows. Run names carry the outcome and the value
@@ -45,7 +45,7 @@ def install(client, experiment_id: str, searched: tuple[str, ...]) -> None:
     factors = ", ".join(searched) or "none"
     text = (
         "A spp-search study: one run per trial (named `trial-NNN outcome value`), under the study's run. "
-        f"Open the **spp-search** view (Views menu, or `?viewStateShareKey={VIEW_KEY}`): trials grouped by "
+        f"Open it with `?viewStateShareKey={VIEW_KEY}` (the URL the study prints): trials grouped by "
         f"outcome with val_accuracy and the searched factors ({factors}); its chart view shows the losses."
     )
     client.set_experiment_tag(experiment_id, NOTE, text)
