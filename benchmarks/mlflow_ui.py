@@ -133,12 +133,21 @@ def _shoot(url: str, out: Path) -> None:
     _chromium(url, [f"--screenshot={out}"], 60000 if "CHART" in url else 20000)  # charts draw late
 
 
-def page_text(url: str) -> str:
-    """The text of ``url`` once its scripts have run (headless Chromium's DOM, tags dropped)."""
+def page_text(url: str, wanted: str = "", tries: int = 3) -> str:
+    """The text of ``url`` once its scripts have run (headless Chromium's DOM, tags dropped).
+
+    The UI fetches its runs and metric histories from the server, which answers slowly on a busy
+    machine: until ``wanted`` shows, the page is read again with a longer wait (20, 40, 80 s of
+    virtual time)."""
     import re
 
-    dom = _chromium(url, ["--dump-dom"])
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+    text = ""
+    for attempt in range(tries):
+        dom = _chromium(url, ["--dump-dom"], 20000 * 2**attempt)
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+        if wanted in text:
+            break
+    return text
 
 
 def main() -> None:

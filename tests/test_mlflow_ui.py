@@ -36,7 +36,7 @@ def test_the_printed_url_shows_outcomes_values_factors_and_the_spike(tmp_path, c
     server = serve(tmp_path, port)
     try:
         url = printed.group(1).replace(":5000", f":{port}")
-        table = page_text(url)
+        table = page_text(url, wanted="Group: ")
         runs = optuna.load_study(study_name="ui", storage=storage).trials
         for trial in runs:
             outcome = trial.user_attrs["outcome"]
@@ -46,7 +46,7 @@ def test_the_printed_url_shows_outcomes_values_factors_and_the_spike(tmp_path, c
         header = table[table.find("Run Name") :][:600]
         for column in ("val_accuracy", "levels", "learning_rate", "outcome"):
             assert column in header, (column, header)
-        charts = page_text(url + "&compareRunsMode=CHART")
+        charts = page_text(url + "&compareRunsMode=CHART", wanted="batch_loss")
         assert "batch_loss" in charts
         diverged = next(t for t in runs if t.user_attrs["outcome"].startswith("diverged_"))
         api = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/metrics/get-history"
