@@ -189,9 +189,10 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in all_tags.items()])
         for name, text in failures.artifacts(result).items():
             self.client.log_text(run_id, text, name)
-        self._rename(run_id, result.outcome.value, value if not result.outcome.failed else None)
         self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=result.outcome.mlflow_status)
+        # after the terminal status: a stop (SIGTERM) mid-way leaves at worst an unrenamed run
+        self._rename(run_id, result.outcome.value, value if not result.outcome.failed else None)
 
     def _rename(self, run_id: str, outcome: str, value: float | None) -> None:
         """``trial-007 ok 0.940``: the outcome in the name, where the runs table shows it first."""
@@ -213,9 +214,9 @@ class Tracker:
         note = f"**{outcome}**" + (f"\n\n{redact_cut(message, 500)}" if message else "")
         self.client.log_batch(run_id, tags=[*tags, RunTag(runs_view.NOTE, note)])
         self.factors.pop(run_id, None)
-        self._rename(run_id, outcome, None)
         self._stop_monitor(run_id)
         self.client.set_terminated(run_id, status=status)
+        self._rename(run_id, outcome, None)  # after the terminal status, as in end_trial
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED", note: str | None = None) -> None:
         """Log the study's totals (and its description, ``note``); end the parent run with
