@@ -158,7 +158,15 @@ def outcomes(folder: Path) -> list[str]:
     }
     rows = []
     for name, kind in KINDS.items():
-        then = "retried up to `--max-retries`" if kind.retry else "the study stops" if kind.fatal else "-"
+        then = (
+            "retried up to `--max-retries`"
+            if kind.retry
+            else "the study stops"
+            if kind.fatal
+            else "re-queued at no attempt's cost; the study stops"
+            if kind.host
+            else "-"
+        )
         rows.append([f"`{name}`", kind.meaning, recorded[kind.record], then, kind.status])
     return table_lines(["outcome", "meaning", "Optuna state", "then", "MLflow status"], rows) + [
         "",

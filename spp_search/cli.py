@@ -22,7 +22,7 @@ from pathlib import Path
 
 from spp_search.backends import BACKENDS
 from spp_search.config.choices import DEVICES, ENGINES, ISOLATIONS, SELECTIONS, TUNERS
-from spp_search.infra import environment
+from spp_search.infra import environment, faults
 from spp_search.infra.errors import ConfigError, SppSearchError, must
 from spp_search.infra.process import quiet_libraries, stop_on_sigterm
 from spp_search.infra.redaction import redact
@@ -332,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     except SppSearchError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - never a traceback on the console: one line, the rest logged
+        code, line = faults.explain(exc)
+        print(f"error: {line}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         name = stopped_by.get("signal", "SIGINT")
         print(

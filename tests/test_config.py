@@ -56,7 +56,7 @@ def test_enqueued_configurations_become_optuna_params():
         ({"study": {"trails": 5}}, "study.trails"),
         ({"studies": {}}, "config section"),
         ({"study": {"trials": "many"}}, "type int"),
-        ({"study": {"trials": 0}}, "`trials` must be an integer >= 1"),
+        ({"study": {"trials": 0}}, r"`trials` must be an integer in \[1, 10000\]"),
         ({"study": {"sampler": "grid"}}, "`sampler`"),
         ({"study": {"device": "tpu"}}, "`device`"),
         ({"study": {"backend": "torch"}}, "`backend` must be one of"),

@@ -51,6 +51,22 @@ ROWS = [
         Outcome.DIVERGED_NAN,
     ),
     ("config", Evidence(error_type="spp_search.errors.ConfigError"), Outcome.CONFIG_ERROR),
+    # the host, not the configuration (issue 22: a full disk made trials `crash`, using up retries)
+    (
+        "disk full",
+        Evidence(error_type="builtins.OSError", error_message="[Errno 28] No space left on device"),
+        Outcome.HOST_ERROR,
+    ),
+    (
+        "sqlite full",
+        Evidence(error_type="sqlite3.OperationalError", error_message="database or disk is full"),
+        Outcome.HOST_ERROR,
+    ),
+    (
+        "read-only",
+        Evidence(error_type="builtins.OSError", error_message="[Errno 30] Read-only file system: 'x'"),
+        Outcome.HOST_ERROR,
+    ),
 ]
 
 # Out-of-memory messages as each backend and CUDA library writes them (quoted from public reports).

@@ -137,7 +137,7 @@ def test_enqueued_configurations_run_first_and_count_toward_the_total(tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--trials", "0"], "`trials` must be an integer >= 1"),
+        (["--trials", "0"], "`trials` must be an integer in [1, 10000]"),
         (["--device", "gpu"], "`device` must name a device"),
         (["--data", "/no/such/dir"], "`data` must be an existing folder"),
         (["export-best", "--out", "best.txt"], "`out` must end in one of"),

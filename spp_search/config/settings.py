@@ -36,6 +36,9 @@ from spp_search.infra.checks import SEED_MAX, check_numbers, numeric
 from spp_search.infra.errors import ConfigError, must
 from spp_search.model.user import split_spec
 
+TRIALS_MAX = 10_000  # a study's total: each trial is a row in the storage and a run in MLflow
+WORKERS_MAX = 64  # per driver; placement also allows at most WORKERS_PER_CORE per CPU core
+NAME_MAX = 100  # a study name is a folder of the report, an MLflow experiment and an Optuna study
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 SECTIONS = ("study", "data", "model", "defaults", "space", "enqueue", "ablation", "result")
 
@@ -55,12 +58,26 @@ def parse_bytes(name: str, text: str) -> int | None:
     return int(value)
 
 
+def check_study_name(name: object) -> str:
+    """A study name every store accepts: Optuna and MLflow names, and the report's folder name
+    (``reports/<name>``) on any file system: at most ``NAME_MAX`` printable characters, no path
+    separators, not starting with a dot or a space. Quotes are fine: no name enters a query."""
+    fix = f"Use letters, digits, '-', '_' or '.', at most {NAME_MAX} characters, e.g. spp-default."
+    ok = isinstance(name, str) and 0 < len(name) <= NAME_MAX and name.isprintable()
+    ok = ok and not any(c in name for c in "/\\") and not name.startswith((".", " ")) and not name.endswith(" ")
+    if not ok:
+        shown = name if not isinstance(name, str) or len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+        rule = f"be 1-{NAME_MAX} printable characters without '/' or '\\', not starting with '.'"
+        raise ConfigError(must("study-name", rule, shown, fix))
+    return name
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """How the study runs. ``trials`` is the study's total, not this invocation's."""
 
     name: str = "spp-default"
-    trials: int = numeric(50, 1, None, "Use e.g. 50 trials.")
+    trials: int = numeric(50, 1, TRIALS_MAX, f"Use e.g. 50 trials (at most {TRIALS_MAX}).")
     seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
     epochs: int = numeric(3, 1, None, "Use e.g. 3 epochs.")
     sampler: str = "tpe"
@@ -73,7 +90,7 @@ class StudySettings:
     gpu_memory_budget: str = "none"
     trial_timeout: float = numeric(1800.0, 0, None, "Use seconds, e.g. 1800 (0 = off).")
     max_retries: int = numeric(2, 0, None, "E.g. 2 (0 = no retries).")
-    workers: int = numeric(0, 0, None, "Use 0 (auto) or a positive count.")
+    workers: int = numeric(0, 0, WORKERS_MAX, f"Use 0 (auto) or a count up to {WORKERS_MAX}.")
     failure_feedback: bool = True
     engine: str = "optuna"
     tuner: str = "bayesian"
@@ -113,8 +130,7 @@ class StudySettings:
         for name, options in checks:
             if getattr(self, name) not in options:
                 raise ConfigError(must(name, f"be one of {list(options)}", getattr(self, name), "Pick one."))
-        if not self.name or "/" in self.name:
-            raise ConfigError(must("study-name", "be non-empty without '/'", self.name, "E.g. spp-default."))
+        check_study_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -267,12 +283,51 @@ def read_file(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(must("config", "be an existing file", str(path), "Check the path."))
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fix = "Pass a YAML file (e.g. experiments/default.yaml), not a binary one."
+        raise ConfigError(
+            must("config", "be UTF-8 text (YAML)", f"{path} (byte {exc.start} is not text)", fix)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(must("config", "be readable", str(path), f"{exc.strerror}: check its permissions.")) from None
+    try:
+        raw = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"`config` {path} is not valid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(f"`config` {path} is not valid YAML: {_yaml_problem(exc)}. Fix the file.") from None
+    if raw is None:
+        fix = "Write at least a `study:` section (see experiments/default.yaml), or leave --config out for the default."
+        raise ConfigError(must("config", "hold a mapping of sections", f"{path} (empty)", fix))
     if not isinstance(raw, dict):
         raise ConfigError(must("config", "hold a mapping of sections", type(raw).__name__, "See README."))
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line, with the line it points at."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique;
+    PyYAML keeps the last silently, so a second ``study:`` block would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges, it does not repeat a key
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping: keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:

@@ -124,15 +124,13 @@ def write(record: dict, out: Path, config) -> None:
 
 
 def _log(record: dict, out: Path, config) -> None:
-    from spp_search.study.tracking import ROLE, STUDY, Tracker
+    from spp_search.study.tracking import Tracker
 
     tracker = Tracker(config.study.tracking_uri, config.study.name)
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id], f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{config.study.name}'"
-    )
-    if not runs:
+    run = tracker.study_run()
+    if run is None:
         return
-    run_id = runs[0].info.run_id
+    run_id = run.info.run_id
     tracker.client.set_tag(run_id, "culprit", record["culprit"])
     tracker.client.set_tag(run_id, "symptom", record["symptom"])
     for name in ("diagnosis.json", "diagnosis.md", "fix.yaml"):

@@ -23,6 +23,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     logging.getLogger("optuna").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # if it was imported before the variable was set
+    # a failing store (a full disk) makes MLflow log each database error with its traceback, then
+    # raise it: the raised error is what the command reports (one line, ``infra.faults``)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.CRITICAL)
     # Optuna's ExperimentalWarning (heartbeats, journal storages, constraints...) on every run
     # says nothing a user can act on; matched by its text, so Optuna need not be imported here
     warnings.filterwarnings("ignore", message=r".* is experimental \(supported from v")

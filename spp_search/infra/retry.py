@@ -7,6 +7,7 @@ retried with exponential backoff (1, 2, 4, 8 s) and then reported in one line na
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -15,10 +16,18 @@ import optuna
 from optuna.storages import BaseStorage
 
 from spp_search.infra.errors import ConfigError
+from spp_search.infra.faults import host_fault
 from spp_search.infra.optuna_private import BaseHeartbeat
 from spp_search.infra.redaction import redact
 
 T = TypeVar("T")
+# errors no retry can fix: a wrong password, database or host name, a missing file
+PERMANENT = re.compile(
+    r"password authentication failed|Access denied|database .* does not exist|role .* does not exist|"
+    r"Unknown database|unable to open database file|could not translate host name|Name or service not known|"
+    r"WRONGPASS|invalid password|invalid username-password|AuthenticationError|Authentication required",
+    re.I,
+)
 
 
 def with_retries(
@@ -43,8 +52,14 @@ def with_retries(
             retryable = isinstance(
                 exc, (ConnectionError, OSError, optuna.exceptions.StorageInternalError, _db_errors())
             )
-            if not (retryable or (transient is not None and transient(exc))):
-                raise
+            if not (retryable or (transient is not None and transient(exc))) or host_fault(exc):
+                raise  # a full disk or a read-only file does not pass by waiting (``faults``)
+            if PERMANENT.search(f"{type(exc).__name__}: {exc}"):
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(
+                    f"`{what.split(' ')[0]}` must be usable, but {what} failed: {redact(first)}. "
+                    "Waiting will not fix it: check the URL, the database name and the credentials."
+                ) from None
             if attempt == attempts:
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise ConfigError(

@@ -141,3 +141,23 @@ def exclusive(url: str, name: str, timeout: float = locks.LOCK_TIMEOUT_S):
     key = hashlib.sha256(f"spp-search:{name}".encode()).hexdigest()
     with scheme_of(url).lock(url, key, timeout):
         yield
+
+
+def lost_study(url: str, name: str, known_trials: int) -> str | None:
+    """Why the storage at ``url`` no longer holds study ``name`` as a driver knew it (with
+    ``known_trials`` trials), read afresh (a new connection, no cache); None if it does.
+
+    Asked after a study failed: a Redis database flushed or a database file replaced mid-study
+    shows up as an error of whatever call met it first (``Cannot tell a WAITING trial``).
+    """
+    try:
+        store = scheme_of(url).open(url, None)
+        names = [s.study_name for s in store.get_all_studies()]
+        if name not in names:
+            return f"storage {redact(url)} no longer holds study {name!r} (it holds {len(names)} studies)"
+        now = len(store.get_all_trials(store.get_study_id_from_name(name), deepcopy=False))
+    except Exception as exc:  # noqa: BLE001 - unreadable now: say so, with what it raised
+        return f"storage {redact(url)} can no longer be read ({type(exc).__name__}: {str(exc)[:200]})"
+    if now < known_trials:
+        return f"storage {redact(url)} holds {now} of study {name!r}'s {known_trials} trials"
+    return None

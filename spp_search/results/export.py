@@ -18,6 +18,7 @@ import yaml
 
 from spp_search.config.choices import SELECTIONS
 from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.files import check_writable
 from spp_search.infra.storage import load_study
 from spp_search.study.budget import counted_trials, outcome_of
 from spp_search.trial.outcomes import Outcome
@@ -108,6 +109,7 @@ def check_out(out: Path) -> str:
         raise ConfigError(must("out", f"end in one of {sorted(SUFFIXES)}", str(out), "E.g. --out best.yaml."))
     if not out.parent.resolve().is_dir():
         raise ConfigError(must("out", "be in an existing folder", str(out), "Create the folder first."))
+    check_writable(out.parent.resolve(), "out", str(out))
     return kind
 
 

@@ -13,6 +13,7 @@ from spp_search import backends
 from spp_search.backends.devices import resolve_device
 from spp_search.config.settings import build_config, read_file
 from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.files import check_writable
 from spp_search.infra.process import native_stderr_quiet
 from spp_search.infra.redaction import redact_cut
 from spp_search.study.runs_view import next_steps
@@ -24,6 +25,7 @@ def check_model_out(out: Path) -> None:
         raise ConfigError(must("out", "end in .keras", str(out), "E.g. --out model.keras."))
     if not out.parent.resolve().is_dir():
         raise ConfigError(must("out", "be in an existing folder", str(out), "Create the folder first."))
+    check_writable(out.parent.resolve(), "out", str(out))
 
 
 def from_file(path: Path, study_name: str | None, tracking: str | None) -> tuple[dict, str | None, str | None]:

@@ -23,7 +23,7 @@ from spp_search.data.loading import bands_of, classes_of
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.storage import load_study
 from spp_search.model.user import MODEL_FACTORS
-from spp_search.study import budget
+from spp_search.study import budget, preflight
 from spp_search.study.loop import run_study
 from spp_search.trial.placement import make_runners
 
@@ -50,6 +50,7 @@ def run(config: StudyConfig, join: bool = False) -> int:
     backend = backends.require(backends.resolve(config.study.backend))
     config = dataclasses.replace(config, study=dataclasses.replace(config.study, backend=backend))
     device, gpus = resolve_device(config.study.device, backend)
+    preflight.open_stores(config.study.storage, config.study.tracking_uri)  # inputs checked: the stores next
     runners = make_runners(config, device, gpus, backend)
     try:
         config = fit_user_model(config, runners[0], Console(soft_wrap=True))

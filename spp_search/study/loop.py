@@ -22,9 +22,10 @@ from rich.console import Console
 
 from spp_search.config.settings import StudyConfig
 from spp_search.infra.errors import ConfigError
+from spp_search.infra.faults import HostFault, first_line, host_fault
 from spp_search.infra.redaction import redact, redact_cut
 from spp_search.infra.retry import with_retries
-from spp_search.infra.storage import HEARTBEAT_S, exclusive
+from spp_search.infra.storage import HEARTBEAT_S, exclusive, lost_study
 from spp_search.study import budget, recording
 from spp_search.study.lifecycle import StudySummary, close_study, describe, live_run_ids, open_study, start_tracking
 from spp_search.study.liveness import WORKER_ID, Liveness
@@ -34,6 +35,8 @@ from spp_search.study.tracking import Tracker
 from spp_search.trial.isolation import TrialInterrupted, WorkerStartError
 from spp_search.trial.outcomes import Outcome
 from spp_search.trial.run import TrialSpec
+
+HOST_STOP = "the host failed trial {number} (re-queued, not counted as the configuration's failure)"
 
 
 class OptunaReporter:
@@ -143,6 +146,9 @@ class TrialLoop:
             self._run_one(trial, runner, run, start)
         except UpdateFinishedTrialError:
             self._finished_elsewhere(trial, run, start)
+        except BaseException as exc:  # the study stops: whatever stopped it, the trial's run ends
+            self.tracker.ensure_terminal(run.get("id"), budget.INTERRUPTED, f"the study stopped: {first_line(exc)}")
+            raise
 
     def _spec(self, trial: optuna.Trial, run: dict) -> tuple[TrialSpec, OptunaReporter]:
         """The claimed trial's factors, its MLflow run (id into ``run``) and what its runner needs."""
@@ -185,23 +191,41 @@ class TrialLoop:
             self._runner_failed(trial, run["id"], exc)
             raise
         self._record(trial, result, reporter, run["id"])
-        self.progress.trial_done(trial.number, result, time.perf_counter() - start, describe(spec.factors, self.names))
+        done = budget.counted(self.study)
+        self.progress.trial_done(
+            trial.number, result, time.perf_counter() - start, describe(spec.factors, self.names), done
+        )
         if result.outcome.kind.fatal:
             raise ConfigError(result.error_message)
+        if result.outcome.kind.host:
+            raise HostFault(f"{HOST_STOP.format(number=trial.number)}: {redact_cut(result.error_message, 300)}")
 
     def _runner_failed(self, trial: optuna.Trial, run_id: str, exc: BaseException) -> None:
         """The runner itself failed (a broken pipe, a bug in the driver): a crash of this trial,
         re-run while attempts are left; the caller re-raises, so the study stops and it is seen."""
         message = redact_cut(f"runner failed: {type(exc).__name__}: {exc}", 500)
+        if host_fault(exc):  # the driver's own writes failed (a full disk): not the trial's doing
+            self._host_failed(trial, run_id, message)
+            raise HostFault(f"{HOST_STOP.format(number=trial.number)}: {first_line(exc)}") from exc
         ours = self._fail_if_ours(trial, Outcome.CRASH.value, message)
         if ours and budget.attempt_of(trial) <= self.config.study.max_retries:
             budget.requeue(self.study, trial, budget.attempt_of(trial) + 1)
         self.tracker.kill_trial(run_id, Outcome.CRASH.value, f"runner failed: {type(exc).__name__}", status="FAILED")
 
+    def _host_failed(self, trial: optuna.Trial, run_id: str, message: str) -> None:
+        """Best effort on a failing host: the trial is ``host_error``, re-queued at no attempt's cost."""
+        try:
+            if self._fail_if_ours(trial, Outcome.HOST_ERROR.value, message):
+                budget.requeue(self.study, trial, budget.attempt_of(trial))
+        except Exception:  # noqa: BLE001 - the storage may be on the full disk too; a rerun frees the trial
+            pass
+        self.tracker.ensure_terminal(run_id, Outcome.HOST_ERROR.value, message)
+
     def _record(self, trial: optuna.Trial, result, reporter: OptunaReporter, run_id: str) -> None:
         """Tell Optuna (retried: a result is never dropped), re-queue a retried outcome, end the run."""
         s = self.config.study
-        retried = recording.wants_retry(result, budget.attempt_of(trial), s.max_retries)
+        host = result.outcome.kind.host  # the host failed it: it runs again at no attempt's cost
+        retried = host or recording.wants_retry(result, budget.attempt_of(trial), s.max_retries)
         if retried:
             trial.set_user_attr(recording.RETRIED, True)  # recorded; its re-run takes its place in the total
         frozen = with_retries(
@@ -209,7 +233,7 @@ class TrialLoop:
             f"storage {redact(s.storage)}",
         )  # unless the trial is no longer ours (run_one)
         if retried:
-            budget.requeue(self.study, trial, budget.attempt_of(trial) + 1)
+            budget.requeue(self.study, trial, budget.attempt_of(trial) + (0 if host else 1))
         tags = {"optuna_state": frozen.state.name, "attempt": str(budget.attempt_of(trial))}
         self.tracker.end_trial(run_id, result, {**tags, recording.RETRIED: str(retried).lower()})
 
@@ -287,6 +311,12 @@ def run_study(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except Exception as exc:
+        lost = lost_study(config.study.storage, config.study.name, len(study.get_trials(deepcopy=False)))
+        if lost is None:
+            raise
+        kept = f"its MLflow runs are kept in {redact(config.study.tracking_uri)}"
+        raise HostFault(f"{lost}: was it wiped or replaced while the study ran? {kept}; a rerun starts anew") from exc
     finally:
         summary = close_study(study, tracker, console, names, status, start, config.study.storage)
     return dataclasses.replace(summary, trials_run=loop.ran if loop else 0)

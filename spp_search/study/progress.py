@@ -38,7 +38,11 @@ class StudyProgress:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def trial_done(self, number: int, result: TrialResult, seconds: float, factors: str) -> None:
+    def trial_done(
+        self, number: int, result: TrialResult, seconds: float, factors: str, counted: int | None = None
+    ) -> None:
+        """Print the trial's line; the bar shows ``counted`` (the study's counted trials, every
+        worker's: a retried trial does not count, its re-run does), else one more."""
         style = STYLE.get(result.outcome, "red")
         value = f" val_acc={result.value:.3f}" if result.value is not None else ""
         where = f" at epoch {result.failed_epoch} step {result.failed_step}" if result.outcome.failed else ""
@@ -48,7 +52,10 @@ class StudyProgress:
         )
         if result.outcome.failed:  # the one-line reason (the rest is in the trial's MLflow run)
             self.console.print(f"          {escape(failures.one_line(result))}", highlight=False, soft_wrap=True)
-        self.progress.advance(self.task)
+        if counted is None:
+            self.progress.advance(self.task)
+        else:
+            self.progress.update(self.task, completed=min(counted, self.progress.tasks[0].total or counted))
 
 
 def summary_table(outcomes: Counter, wall_s: float) -> Table:

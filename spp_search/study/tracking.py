@@ -76,6 +76,12 @@ class Tracker:
     def _runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=50000)
 
+    def study_run(self):
+        """The study's parent run, or None. The study name is matched here, not in the search's
+        filter: a name with a quote (``o'brien``) would end the filter's string and change it."""
+        found = [r for r in self._runs(f"tags.`{ROLE}` = 'study'") if r.data.tags.get(STUDY) == self.study_name]
+        return found[0] if found else None
+
     def open_study(self, config: dict, params: dict[str, object], searched: tuple[str, ...] = ()) -> str:
         """Find or create the study's parent run and mark it RUNNING; log config and space.
         ``params``: the study's settings (not a trial's factors); ``searched``: the columns of the
@@ -84,9 +90,9 @@ class Tracker:
         runs_view.install(self.client, self.experiment_id, self.searched)
         if "data" in config:
             self.open_inputs(config["data"])
-        found = self._runs(f"tags.`{ROLE}` = 'study' and tags.`{STUDY}` = '{self.study_name}'")
+        found = self.study_run()
         if found:
-            self.parent_id = found[0].info.run_id
+            self.parent_id = found.info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
             return self.parent_id
         run = self.client.create_run(
@@ -210,25 +216,37 @@ class Tracker:
 
     def kill_trial(self, run_id: str, outcome: str, message: str | None = None, status: str = "KILLED") -> None:
         """Close a trial run that did not finish: KILLED (interrupted, worker lost) or FAILED."""
+        self.factors.pop(run_id, None)
+        self._stop_monitor(run_id)
+        self.client.set_terminated(run_id, status=status)  # first: on a failing store, the write that matters
         tags = [RunTag("outcome", outcome)] + ([RunTag("error_message", redact_cut(message, 500))] if message else [])
         note = f"**{outcome}**" + (f"\n\n{redact_cut(message, 500)}" if message else "")
         self.client.log_batch(run_id, tags=[*tags, RunTag(runs_view.NOTE, note)])
-        self.factors.pop(run_id, None)
-        self._stop_monitor(run_id)
-        self.client.set_terminated(run_id, status=status)
         self._rename(run_id, outcome, None)  # after the terminal status, as in end_trial
+
+    def ensure_terminal(self, run_id: str | None, outcome: str, message: str) -> None:
+        """Best effort, while a study stops on a fault: close ``run_id`` if it is still RUNNING.
+        A store that cannot be written at all (a full disk) leaves it to the rerun's
+        ``close_orphans``."""
+        if run_id is None:
+            return
+        try:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.kill_trial(run_id, outcome, message)
+        except Exception:  # noqa: BLE001 - the fault that stops the study is reported, not this one
+            pass
 
     def close_study(self, summary: dict[str, float], status: str = "FINISHED", note: str | None = None) -> None:
         """Log the study's totals (and its description, ``note``); end the parent run with
         ``status``, unless the study is still ``RUNNING`` (another driver works on): then it
         stays open for the last driver to close."""
+        if status != "RUNNING":  # first: on a failing store, the write that matters
+            self.client.set_terminated(self.parent_id, status=status)
         now = _now_ms()
         metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None]
         self._log_metrics(self.parent_id, metrics)
         if note is not None:
             self.client.set_tag(self.parent_id, runs_view.NOTE, note)
-        if status != "RUNNING":
-            self.client.set_terminated(self.parent_id, status=status)
 
     def _log_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
         metrics = [m for m in metrics if not math.isnan(m.value) or m.key == "batch_loss"]

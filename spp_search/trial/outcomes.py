@@ -13,7 +13,8 @@ an outcome is one entry plus its tests; ``Outcome`` is built from the table.
 ``classify(Evidence) -> Outcome`` sees only plain data (exception type name and message, exit
 code, flags and numbers), so it runs in the driver without a backend and is tested as a table.
 Precedence, first match wins: timeout > host memory (budget, or the kernel's OOM killer) >
-exception (by type, then message; a shape word only counts outside spp-search's own code) >
+exception (a host fault first, ``infra.faults``; then by type, then message; a shape word only
+counts outside spp-search's own code) >
 abnormal exit (signal or nonzero status with no result) > non-finite loss > loss explosion >
 pruned > ok.
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from spp_search.backends import OOM_PATTERNS
+from spp_search.infra.faults import host_fault_in
 from spp_search.infra.redaction import redact_cut
 
 EXPLOSION_FACTOR = 10.0
@@ -103,6 +105,7 @@ class Kind:
     evidence: tuple[str, ...] = ()  # what its failure.json shows: names from EVIDENCE
     raised_as: tuple[str, ...] = ()  # exception type names classified as this outcome
     replace_worker: bool = False  # the worker process is replaced after it (its state is unknown)
+    host: bool = False  # not the configuration's doing (``infra.faults``): re-queued at no cost, the study stops
 
 
 KINDS: dict[str, Kind] = {
@@ -145,6 +148,10 @@ KINDS: dict[str, Kind] = {
     "crash": Kind(
         "fail", "#7f7f7f", "anything else: an unexpected exception, a signal, a dead worker",
         retry=True, evidence=("memory",), replace_worker=True,
+    ),
+    "host_error": Kind(
+        "fail", "#e377c2", "the host failed it (disk full, a read-only file system): re-queued, the study stops",
+        host=True, status="KILLED",
     ),
     "config_error": Kind(
         "fail", "#17becf", "the configuration cannot run at all: the study stops",
@@ -207,6 +214,8 @@ _BY_TYPE = {name: Outcome(outcome) for outcome, kind in KINDS.items() for name i
 
 def _from_exception(error_type: str, message: str, device: str, raised_in: str = "") -> Outcome:
     name = error_type.rsplit(".", 1)[-1]
+    if host_fault_in(name, message):
+        return Outcome.HOST_ERROR
     if name in _BY_TYPE:
         return _BY_TYPE[name]
     if name == "ResourceExhaustedError" or _OOM.search(message):

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 
 from spp_search import backends
+from spp_search.infra.errors import ConfigError, must
 from spp_search.trial.isolation import InlineRunner, ProcessRunner
 from spp_search.trial.workers import Budgets, Placement
+
+WORKERS_PER_CORE = 4
 
 
 def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow") -> list:
@@ -34,6 +37,7 @@ def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow"
         trial_timeout_s=s.trial_timeout or None,
     )
     cores = os.cpu_count() or 1
+    check_workers(s.workers, cores)
     if device == "gpu":
         return [ProcessRunner(p, budget) for p, budget in _gpu_placements(s.workers, gpus, cores, budgets, backend)]
     workers = s.workers or min(cores, 4)
@@ -48,6 +52,18 @@ def make_runners(config, device: str, gpus: int = 0, backend: str = "tensorflow"
         for i in range(workers)
     ]
     return [ProcessRunner(p, budgets) for p in placements]
+
+
+def check_workers(workers: int, cores: int) -> None:
+    """At most ``WORKERS_PER_CORE`` workers per CPU core: each is a process with its own framework
+    (hundreds of MB when live), and past that they only wait for a core. Many machines: one
+    ``worker`` command on each."""
+    most = WORKERS_PER_CORE * cores
+    if workers > most:
+        fix = (
+            f"Use at most {most} here ({WORKERS_PER_CORE} per core), or 0 for the default; add machines with `worker`."
+        )
+        raise ConfigError(must("workers", f"be at most {most} on {cores} CPU cores", workers, fix))
 
 
 def _gpu_placements(workers: int, gpus: int, cores: int, budgets: Budgets, backend: str) -> list:

@@ -1,0 +1,100 @@
+"""Open both stores before a study writes anything to either, so a refused run leaves nothing.
+
+Without this, a study met a broken tracking store only after it had created its Optuna study and a
+ticket, and a read-only folder only at its lock file: half a study was left behind each time.
+Here, in order: the folders of local stores (SQLite files, journal files, MLflow's artifact root)
+must be writable; the Optuna storage must open (its schema is created if new: that is opening
+it) and read; the MLflow store must open and read. Each failure is one ``ConfigError`` line that
+names the store and the fix (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from spp_search.infra.errors import ConfigError, must
+from spp_search.infra.faults import first_line
+from spp_search.infra.files import check_writable
+from spp_search.infra.locks import local_path
+from spp_search.infra.redaction import redact
+from spp_search.infra.storage import make_storage
+
+LOCAL_SCHEMES = ("sqlite:///", "journal:///")
+
+
+def _local_file(url: str) -> Path | None:
+    """The file a local store lives in (``sqlite:///x.db``, ``journal:///x.log``), else None."""
+    if url.startswith("sqlite:///"):
+        rest = url.removeprefix("sqlite:///").split("?", 1)[0]
+        return None if rest in ("", ":memory:") else Path(rest)
+    if url.startswith("journal:///"):
+        return Path(local_path(url))
+    return None
+
+
+def _check_file(file: Path, option: str, url: str) -> None:
+    check_writable(file.resolve().parent, option, url)
+    if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+        fix = f"Make {file} readable and writable, or pass --{option} with another file."
+        raise ConfigError(must(option, "be a readable and writable file", redact(url), fix))
+
+
+def _unusable(option: str, url: str, what: str, exc: BaseException) -> ConfigError:
+    file = _local_file(url)
+    fix = (
+        f"Move {file} aside (or pass --{option} with a new file) and rerun."
+        if file is not None and file.exists()
+        else "Check the server, the URL and its credentials."
+    )
+    return ConfigError(must(option, f"open as {what}", redact(url), f"It failed with {first_line(exc)}. {fix}"))
+
+
+def open_storage(url: str) -> None:
+    """The Optuna storage at ``url`` opens and reads (a corrupt file: one line, not a traceback)."""
+    file = _local_file(url)
+    if file is not None:
+        _check_file(file, "storage", url)
+    try:
+        if url.startswith("journal:") and file is not None and file.is_file():
+            check_journal(file)
+        storage = make_storage(url)
+        storage.get_all_studies()
+    except ConfigError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _unusable("storage", url, "an Optuna journal", exc) from None
+    except Exception as exc:  # noqa: BLE001 - what a broken database raises depends on the driver
+        raise _unusable("storage", url, "an Optuna database", exc) from None
+
+
+def check_journal(file: Path) -> None:
+    """Every complete line of a journal file is JSON: Optuna reads past a bad line until the next
+    write appends after it, then fails mid-study; a line being written (no newline yet) is fine."""
+    with file.open("rb") as lines:
+        for line in lines:
+            if line.endswith(b"\n"):
+                json.loads(line.decode("utf-8"))
+
+
+def open_tracking(uri: str) -> None:
+    """The MLflow store at ``uri`` opens and reads, and a local artifact root is writable."""
+    from mlflow import MlflowClient
+
+    file = _local_file(uri)
+    if file is not None:
+        _check_file(file, "tracking-uri", uri)
+        check_writable(Path("mlruns").resolve(), "tracking-uri", f"{uri} (its artifacts in ./mlruns)")
+    elif uri.startswith("file:") or "://" not in uri:
+        check_writable(Path(uri.removeprefix("file://").removeprefix("file:")).resolve(), "tracking-uri", uri)
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - MLflow wraps each store's errors differently
+        raise _unusable("tracking-uri", uri, "an MLflow tracking store", exc) from None
+
+
+def open_stores(storage: str, tracking_uri: str) -> None:
+    """Both stores of a study, before anything is written to either."""
+    open_storage(storage)
+    open_tracking(tracking_uri)
