@@ -16,6 +16,7 @@ nothing trained), 130 interrupted (143 by SIGTERM).
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -224,10 +225,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from spp_search.infra.files import check_writable
     from spp_search.infra.storage import load_study
     from spp_search.results.report import write_report
 
     config = _config(args, {"study.tracking_uri": args.tracking_uri})
+    check_writable(args.out.resolve(), "out", str(args.out))
     study = load_study(config.study.name, config.study.storage)
     others = [load_study(name, config.study.storage) for name in args.compare]
     path = write_report(study, config.study.tracking_uri, args.out / config.study.name, others)
@@ -244,7 +247,7 @@ def report_next_steps(config) -> list[str]:
     from spp_search.study.runs_view import next_steps
 
     experiment = MlflowClient(config.study.tracking_uri).get_experiment_by_name(config.study.name)
-    command = f"python study.py export-best --study-name {config.study.name} --out best.yaml --train"
+    command = f"python study.py export-best --study-name {shlex.quote(config.study.name)} --out best.yaml --train"
     return next_steps(config.study.tracking_uri, experiment.experiment_id if experiment else None, command)
 
 
@@ -310,6 +313,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _with_environment(args: argparse.Namespace) -> None:
     """``--storage`` and ``--tracking-uri`` from the environment when not given (``infra.environment``)."""
+    for option in ("storage", "tracking_uri"):
+        if getattr(args, option, None) == "":
+            name = option.replace("_", "-")
+            raise ConfigError(must(name, "be a URL when given", "", f"Leave --{name} out for the default."))
     if hasattr(args, "storage"):
         args.storage = environment.storage_url(args.storage)
     if hasattr(args, "tracking_uri"):

@@ -85,14 +85,55 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
         (["--study-name", "a" * 300], "(300 characters)"),  # item 8: report could not use it
         (["--study-name", "../escape"], "study-name"),
         (["--study-name", "tab\there"], "printable"),
+        # the second pass (inputs of our own choosing)
+        (["--max-retries", "1000000"], "[0, 10]"),
+        (["--epochs", "100000000"], "[1, 10000]"),
+        (["--storage", ""], "be a URL when given"),
+        (["--storage", "sqlite:///"], "name a database file"),
+        (["--storage", "journal:///no/such/folder/j.log"], "be in an existing folder"),
+        (["--storage", "sqlite:////no/such/folder/o.db"], "be in an existing folder"),
     ],
-    ids=["trials", "workers", "long-name", "dot-name", "control-char"],
+    ids=[
+        "trials",
+        "workers",
+        "long-name",
+        "dot-name",
+        "control-char",
+        "retries",
+        "epochs",
+        "empty-storage",
+        "sqlite-no-file",
+        "journal-no-folder",
+        "sqlite-no-folder",
+    ],
 )
 def test_limits_protect_the_user(tmp_path, capsys, argv, fragment):
     raw = tiny_config(tmp_path)
     err = _refused(capsys, ["run", "--config", str(_write(tmp_path, raw)), *argv])
     assert fragment in err
     assert _studies(raw["study"]["storage"]) == []
+
+
+def test_train_refuses_zero_epochs(tmp_path, capsys):
+    """Second pass: `train --epochs 0` trained with the default count."""
+    raw = tiny_config(tmp_path)
+    raw["space"] = {}
+    err = _refused(
+        capsys, ["train", "--config", str(_write(tmp_path, raw)), "--out", str(tmp_path / "m.keras"), "--epochs", "0"]
+    )
+    assert "`epochs` must be an integer in [1, 10000]" in err and not (tmp_path / "m.keras").exists()
+
+
+def test_next_steps_quote_a_name_with_spaces(tmp_path):
+    """Second pass: `report` printed `--study-name my study` unquoted."""
+    import shlex
+
+    from spp_search.cli import report_next_steps
+    from spp_search.config.settings import build_config
+
+    config = build_config(tiny_config(tmp_path, name="my study"))
+    line = next(line for line in report_next_steps(config) if "export-best" in line)
+    assert "--study-name 'my study'" in line and shlex.split(line.split("next: ")[-1])
 
 
 def test_workers_are_limited_per_core(tmp_path, capsys, monkeypatch):

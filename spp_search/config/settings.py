@@ -79,7 +79,7 @@ class StudySettings:
     name: str = "spp-default"
     trials: int = numeric(50, 1, TRIALS_MAX, f"Use e.g. 50 trials (at most {TRIALS_MAX}).")
     seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
-    epochs: int = numeric(3, 1, None, "Use e.g. 3 epochs.")
+    epochs: int = numeric(3, 1, 10_000, "Use e.g. 3 epochs.")
     sampler: str = "tpe"
     pruner: str = "median"
     storage: str = "sqlite:///optuna.db"
@@ -89,7 +89,7 @@ class StudySettings:
     host_memory_budget: str = "none"
     gpu_memory_budget: str = "none"
     trial_timeout: float = numeric(1800.0, 0, None, "Use seconds, e.g. 1800 (0 = off).")
-    max_retries: int = numeric(2, 0, None, "E.g. 2 (0 = no retries).")
+    max_retries: int = numeric(2, 0, 10, "E.g. 2 (0 = no retries); a configuration that crashed 10 times will again.")
     workers: int = numeric(0, 0, WORKERS_MAX, f"Use 0 (auto) or a count up to {WORKERS_MAX}.")
     failure_feedback: bool = True
     engine: str = "optuna"

@@ -49,6 +49,10 @@ def retrain(
 ) -> int:
     """Train the config ``raw`` into ``out``, as a run of ``experiment`` at ``tracking``."""
     source = raw.get("result") or {}
+    if epochs is not None and not 1 <= epochs <= 10_000:
+        raise ConfigError(
+            must("epochs", "be an integer in [1, 10000]", epochs, "Use e.g. --epochs 6, or leave it out.")
+        )
     if tracking and "***" in tracking:
         tracking = None  # a redacted URL from a stored config: the default, unless given
     config = build_config(raw, {"study.device": device, "study.backend": backend, "study.tracking_uri": tracking})
@@ -64,7 +68,7 @@ def retrain(
         fix = "Export one with `python study.py export-best --out best.yaml`."
         raise ConfigError(must("config", "fix every factor (an empty `space`)", f"space={config.space.names}", fix))
     trial_epochs = len(source.get("epochs_val_accuracy") or []) or config.study.epochs  # the trial's own
-    epochs = epochs or trial_epochs
+    epochs = epochs if epochs is not None else trial_epochs
     tracker = Tracker(config.study.tracking_uri, experiment or config.study.name)
     run_id = registry.start_training(tracker, config, source, backend, epochs)
     try:

@@ -28,13 +28,19 @@ def _local_file(url: str) -> Path | None:
     """The file a local store lives in (``sqlite:///x.db``, ``journal:///x.log``), else None."""
     if url.startswith("sqlite:///"):
         rest = url.removeprefix("sqlite:///").split("?", 1)[0]
-        return None if rest in ("", ":memory:") else Path(rest)
+        return None if rest == ":memory:" else Path(rest)
     if url.startswith("journal:///"):
         return Path(local_path(url))
     return None
 
 
 def _check_file(file: Path, option: str, url: str) -> None:
+    if file.name in ("", ".", ".."):
+        fix = f"Name the file, e.g. --{option} sqlite:///{'optuna' if option == 'storage' else 'mlflow'}.db."
+        raise ConfigError(must(option, "name a database file", redact(url), fix))
+    if not file.resolve().parent.is_dir():
+        fix = f"Create {file.resolve().parent} first, or pass --{option} in an existing folder."
+        raise ConfigError(must(option, "be in an existing folder", redact(url), fix))
     check_writable(file.resolve().parent, option, url)
     if file.exists() and not os.access(file, os.R_OK | os.W_OK):
         fix = f"Make {file} readable and writable, or pass --{option} with another file."
