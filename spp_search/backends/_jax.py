@@ -96,6 +96,11 @@ def exact_matmul(a, b):
     return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
 
+def max_drops_nan() -> bool:
+    """False: JAX asks XLA for NaN-propagating min/max (its default, unlike TensorFlow's)."""
+    return False
+
+
 def dynamic_pyramid(x, grid, divisible, general):
     """Never needed: JAX traces every call with concrete shapes."""
     raise AssertionError("JAX traces with static shapes; the layer picks the SPP path in Python")

@@ -87,6 +87,13 @@ def in_xla_context() -> bool:
     return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
 
 
+def max_drops_nan() -> bool:
+    """True where a max reduction may drop a NaN: XLA as TensorFlow configures it (its fast
+    min/max, ``xla_cpu_enable_fast_min_max``) returns the max of the other values. The SPP layer
+    then marks the bins that hold a NaN itself."""
+    return in_xla_context()
+
+
 def dynamic_pyramid(x, grid: int, divisible: Callable, general: Callable):
     """Pick the SPP path per batch when height and width are unknown while tracing (``None``).
 
@@ -122,6 +129,13 @@ def selection_indices(size, n: int):
     start, end = _edges(size, n)
     span = tf.reduce_max(end - start)
     return tf.minimum(start[:, None] + tf.range(span)[None, :], end[:, None] - 1)
+
+
+def bin_mask(size, n: int):
+    """``bins.bin_mask`` for a size known only at run time."""
+    start, end = _edges(size, n)
+    length = end - start
+    return tf.range(tf.reduce_max(length))[None, :] < length[:, None], length
 
 
 def pyramid_averaging_matrix(height, width, levels: Sequence[int], dtype):

@@ -57,6 +57,14 @@ def selection_indices(size: int, n: int) -> np.ndarray:
     return np.minimum(start[:, None] + np.arange(span)[None, :], end[:, None] - 1)
 
 
+def bin_mask(size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, span)`` mask of the real members of ``selection_indices`` (False on the repeats), and
+    ``(n,)`` bin lengths: a sum over a bin leaves the repeats out with a select, never a product."""
+    start, end = edges(size, n)
+    length = end - start
+    return np.arange(int(length.max()))[None, :] < length[:, None], length
+
+
 def selection_matrix(size: int, n: int) -> np.ndarray:
     """``(n * span, size)`` one-hot rows picking each bin's indices (see ``selection_indices``)."""
     return np.eye(size, dtype=np.float32)[selection_indices(size, n).reshape(-1)]
@@ -105,5 +113,5 @@ def reference_spp(x: np.ndarray, levels: Sequence[int], pooling: str) -> np.ndar
             ],
             axis=1,
         )
-        parts.append(level.reshape(batch, -1))
+        parts.append(level.reshape(batch, n * n * x.shape[3]))  # not -1: the batch may be empty
     return np.concatenate(parts, axis=1)

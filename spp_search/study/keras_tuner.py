@@ -139,7 +139,7 @@ class SppTuner(kt.Tuner):
         if kind.record == "pruned":
             return {"val_accuracy": 0.0}
         message = f"{result.outcome.value}: {redact_cut(result.error_message, 300)}"
-        if kind.fatal:
+        if kind.fatal or kind.host:  # a bad configuration, or the host failing (a full disk): stop
             raise kt.errors.FatalError(message)
         if kind.retry:
             raise RuntimeError(message)  # KerasTuner retries a plain exception
