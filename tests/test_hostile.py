@@ -322,38 +322,69 @@ def _run_states(tracking_uri: str, name: str) -> list[str]:
     return [r.info.status for r in client.search_runs([experiment.experiment_id])]
 
 
+def _when_a_trial_finishes(storage, name: str, then, mid_trial: bool = False) -> threading.Thread:
+    """A thread that calls ``then()`` once the study has a finished trial (within 240 s); with
+    ``mid_trial``, once another trial has also reported its first epoch (it is still training)."""
+
+    def ready(trials) -> bool:
+        finished = any(t.state.is_finished() for t in trials)
+        training = any(t.state.name == "RUNNING" and t.intermediate_values for t in trials)
+        return finished and (training or not mid_trial)
+
+    def watch():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            with contextlib.suppress(Exception):
+                if ready(optuna.load_study(study_name=name, storage=storage()).trials):
+                    then()
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
 @pytest.mark.slow
 def test_a_full_disk_stops_the_study_keeps_its_trials_and_a_rerun_resumes(tmp_path):
-    """Item 2: the tracking store's disk fills mid-study. Before: 1,900 lines of traceback, the
-    parent run RUNNING, the trial that met it a `crash` (using up its retries)."""
-    from mlflow import MlflowClient
+    """Item 2: the tracking store's disk fills mid-study (after the first trial). Before: 1,900
+    lines of traceback, the parent run RUNNING, the trial that met it a `crash` (using up its
+    retries)."""
+    from spp_search.study import budget
 
     disk = tmp_path / "disk"
-    with _mounted(disk, "size=3m"):
+    with _mounted(disk, "size=4m"):
         tracking = f"sqlite:///{disk}/mlflow.db"
-        MlflowClient(tracking).search_experiments()  # the schema (about 1 MB) fits
+        raw = tiny_config(tmp_path, name="full", trials=4, epochs=8, tracking_uri=tracking, workers=1)
+        raw["study"]["pruner"] = "none"
+        storage = raw["study"]["storage"]
         filler = disk / "filler"
-        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        filler.write_bytes(b"\0" * max(0, free - 96 * 1024))  # room for the first trial or two
-        raw = tiny_config(tmp_path, name="full", trials=6, epochs=2, tracking_uri=tracking, workers=1)
+
+        def fill():  # at once: the trial's next epoch log meets a full disk
+            with filler.open("wb") as f:
+                stats = os.statvfs(disk)
+                os.posix_fallocate(f.fileno(), 0, stats.f_bavail * stats.f_frsize)
+
+        watcher = _when_a_trial_finishes(lambda: storage, "full", fill, mid_trial=True)
         path = _write(tmp_path, raw)
         done = _cli("run", "--config", str(path), cwd=tmp_path)
+        watcher.join()
         assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
         assert "disk full" in _one_error_line(done)
-        study = optuna.load_study(study_name="full", storage=raw["study"]["storage"])
+        study = optuna.load_study(study_name="full", storage=storage)
         outcomes = [t.user_attrs.get("outcome") for t in study.trials]
         assert "crash" not in outcomes and "host_error" in outcomes, outcomes
+        assert "RUNNING" not in {t.state.name for t in study.trials}
         host = next(t for t in study.trials if t.user_attrs.get("outcome") == "host_error")
         again = [t for t in study.trials if t.user_attrs.get("retry_of") == host.number]
         assert len(again) == 1 and again[0].user_attrs["attempt"] == host.user_attrs.get("attempt", 1)
+        kept = budget.counted(study)
+        assert kept >= 1
         filler.unlink()
         done = _cli("run", "--config", str(path), cwd=tmp_path)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert set(_run_states(tracking, "full")) <= {"FINISHED", "FAILED", "KILLED"}
-        study = optuna.load_study(study_name="full", storage=raw["study"]["storage"])
-        from spp_search.study import budget
-
-        assert budget.counted(study) == 6
+        assert budget.counted(optuna.load_study(study_name="full", storage=storage)) == 4
 
 
 @pytest.mark.slow
@@ -370,21 +401,10 @@ def test_a_wiped_redis_journal_is_named_and_every_run_ends(tmp_path):
     raw = tiny_config(tmp_path, name=name, trials=40, epochs=1, storage=url, workers=1)
     tracking = raw["study"]["tracking_uri"]
 
-    def wipe_after_first_trial():
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            with contextlib.suppress(Exception):
-                study = optuna.load_study(
-                    study_name=name,
-                    storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url)),
-                )
-                if any(t.state.is_finished() for t in study.trials):
-                    client.flushdb()
-                    return
-            time.sleep(0.5)
+    def journal():
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
 
-    wiper = threading.Thread(target=wipe_after_first_trial)
-    wiper.start()
+    wiper = _when_a_trial_finishes(journal, name, client.flushdb)
     try:
         done = _cli("run", "--config", str(_write(tmp_path, raw)), cwd=tmp_path)
     finally:

@@ -106,6 +106,11 @@ def host_fault_in(error_type: str, message: str) -> str | None:
     return next((name for name, f in FAULTS.items() if f.host and f.matches_text(text)), None)
 
 
+def host_line(name: str, what: str, detail: str) -> str:
+    """The line of host fault ``name`` (a key of ``FAULTS``) that stopped ``what``."""
+    return f"{name.replace('_', ' ')}: {what}: {FAULTS[name].says.format(detail=detail)}"
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return redact(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)

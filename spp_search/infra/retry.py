@@ -100,13 +100,13 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
 def _retrying(name: str):
     def method(self, *args, **kwargs):
         call = getattr(self.inner, name)
-        return with_retries(lambda: call(*args, **kwargs), self._where, transient=_connection_lost)
+        return with_retries(lambda: call(*args, **kwargs), self._where, transient=connection_lost)
 
     method.__name__ = name
     return method
 
 
-def _connection_lost(exc: Exception) -> bool:
+def connection_lost(exc: Exception) -> bool:
     """A Redis or database connection that dropped (not covered by ``with_retries``'s own list)."""
     try:
         import redis

@@ -119,8 +119,9 @@ def max_cols(x, n: int):
     return ops.max(ops.reshape(picked, (b, r, n, span, c)), axis=3)
 
 
-def matmul_avg_pyramid(x, levels: Sequence[int]) -> list:
-    """Average pyramid of any size as one matrix product: ``(sum n*n, H*W) @ (B, H*W, C)``.
+def matmul_avg_pyramid(x, levels: Sequence[int]):
+    """Average pyramid of any size, flat ``(B, C * sum(n*n))``, as one matrix product:
+    ``(sum n*n, H*W) @ (B, H*W, C)``.
 
     Row k of the matrix averages bin k's pixels (level n's block is the outer product of its row
     and column averaging matrices), so overlapping bins cost nothing extra, and the gradient is
@@ -133,19 +134,19 @@ def matmul_avg_pyramid(x, levels: Sequence[int]) -> list:
     else:
         matrix = runtime().pyramid_averaging_matrix(h, w, levels, x.dtype)
     pooled = runtime().exact_matmul(matrix[None], ops.reshape(x, (b, h * w, c)))  # (B, sum n*n, C)
-    out, offset = [], 0
-    for n in levels:
-        out.append(ops.reshape(pooled[:, offset : offset + n * n, :], (b, n, n, c)))
-        offset += n * n
-    return out
+    # its rows are the levels' bins in order, row-major, each with its C values: already the
+    # layer's output layout, so one reshape flattens it (no slice and concatenation per level)
+    return ops.reshape(pooled, (b, sum(n * n for n in levels) * c))
 
 
-def product_pyramid(x, levels: Sequence[int], pooling: str) -> list:
-    """Any size, finite maps: max from the finest level ``L`` (see ``finest_max_pyramid``), its
-    rows and columns picked by one-hot products; average as one product."""
+def product_pyramid(x, levels: Sequence[int], pooling: str, c):
+    """Any size, finite maps, flat ``(B, C * sum(n*n))``: max from the finest level ``L`` (see
+    ``finest_max_pyramid``), its rows and columns picked by one-hot products; average as one
+    product."""
     if pooling == "avg":
         return matmul_avg_pyramid(x, levels)
-    return _from_cells(max_cols(max_rows(x, bins.finest_grid(levels)), bins.finest_grid(levels)), levels, "max")
+    grid = bins.finest_grid(levels)
+    return _flat(_from_cells(max_cols(max_rows(x, grid), grid), levels, "max"), levels, _dims(x)[0], c)
 
 
 # --- any size, every value (NaN, inf): gathers and selects, no product ---------------------------
@@ -260,7 +261,7 @@ def _any_size(levels: Sequence[int], pooling: str, c):
         return exact  # no products: one-hot matrices of a 105 x 105 grid would be big
 
     def flat(x):
-        fast = _flat(product_pyramid(x, levels, pooling), levels, _dims(x)[0], c)
+        fast = product_pyramid(x, levels, pooling, c)
         return ops.cond(ops.all(ops.isfinite(fast)), lambda: fast, lambda: exact(x))
 
     return flat

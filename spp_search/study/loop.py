@@ -22,7 +22,7 @@ from rich.console import Console
 
 from spp_search.config.settings import StudyConfig
 from spp_search.infra.errors import ConfigError
-from spp_search.infra.faults import HostFault, first_line, host_fault
+from spp_search.infra.faults import HostFault, first_line, host_fault, host_fault_in, host_line
 from spp_search.infra.redaction import redact, redact_cut
 from spp_search.infra.retry import with_retries
 from spp_search.infra.storage import HEARTBEAT_S, exclusive, lost_study
@@ -146,9 +146,25 @@ class TrialLoop:
             self._run_one(trial, runner, run, start)
         except UpdateFinishedTrialError:
             self._finished_elsewhere(trial, run, start)
-        except BaseException as exc:  # the study stops: whatever stopped it, the trial's run ends
+        except BaseException as exc:  # the study stops: whatever stopped it, the trial and its run end
+            self._release(trial, exc)
             self.tracker.ensure_terminal(run.get("id"), budget.INTERRUPTED, f"the study stopped: {first_line(exc)}")
             raise
+
+    def _release(self, trial: optuna.Trial, exc: BaseException) -> None:
+        """A trial still RUNNING when the study stops on an error outside its training (its MLflow
+        run could not start, its result could not be told: a full disk) is failed and re-queued
+        at no attempt's cost: ``host_error`` for a host fault, else ``interrupted``. Best effort:
+        a storage that cannot be written leaves it to the heartbeat grace of the rerun."""
+        try:
+            running = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            if trial.number not in running:
+                return  # finished here (told, or failed and re-queued by the handler that saw it)
+            outcome = Outcome.HOST_ERROR.value if host_fault(exc) else budget.INTERRUPTED
+            if self._fail_if_ours(trial, outcome, redact_cut(first_line(exc), 500)):
+                budget.requeue(self.study, trial, budget.attempt_of(trial))
+        except Exception:  # noqa: BLE001 - the fault that stops the study is what gets reported
+            pass
 
     def _spec(self, trial: optuna.Trial, run: dict) -> tuple[TrialSpec, OptunaReporter]:
         """The claimed trial's factors, its MLflow run (id into ``run``) and what its runner needs."""
@@ -198,15 +214,18 @@ class TrialLoop:
         if result.outcome.kind.fatal:
             raise ConfigError(result.error_message)
         if result.outcome.kind.host:
-            raise HostFault(f"{HOST_STOP.format(number=trial.number)}: {redact_cut(result.error_message, 300)}")
+            name = host_fault_in(result.error_type or "", result.error_message or "") or "disk_full"
+            raise HostFault(
+                host_line(name, HOST_STOP.format(number=trial.number), redact_cut(result.error_message, 300))
+            )
 
     def _runner_failed(self, trial: optuna.Trial, run_id: str, exc: BaseException) -> None:
         """The runner itself failed (a broken pipe, a bug in the driver): a crash of this trial,
         re-run while attempts are left; the caller re-raises, so the study stops and it is seen."""
         message = redact_cut(f"runner failed: {type(exc).__name__}: {exc}", 500)
-        if host_fault(exc):  # the driver's own writes failed (a full disk): not the trial's doing
+        if name := host_fault(exc):  # the driver's own writes failed (a full disk): not the trial's doing
             self._host_failed(trial, run_id, message)
-            raise HostFault(f"{HOST_STOP.format(number=trial.number)}: {first_line(exc)}") from exc
+            raise HostFault(host_line(name, HOST_STOP.format(number=trial.number), first_line(exc))) from exc
         ours = self._fail_if_ours(trial, Outcome.CRASH.value, message)
         if ours and budget.attempt_of(trial) <= self.config.study.max_retries:
             budget.requeue(self.study, trial, budget.attempt_of(trial) + 1)

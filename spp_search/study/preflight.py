@@ -3,8 +3,9 @@
 Without this, a study met a broken tracking store only after it had created its Optuna study and a
 ticket, and a read-only folder only at its lock file: half a study was left behind each time.
 Here, in order: the folders of local stores (SQLite files, journal files, MLflow's artifact root)
-must be writable; the Optuna storage must open (its schema is created if new: that is opening
-it) and read; the MLflow store must open and read. Each failure is one ``ConfigError`` line that
+must exist and be writable; an existing local file, or a server, must open and read as an Optuna
+storage, then as an MLflow store (a file that does not exist yet is left for the study to create,
+so a run refused later, e.g. for its model, still leaves nothing behind). Each failure is one ``ConfigError`` line that
 names the store and the fix (exit 2).
 """
 
@@ -19,6 +20,8 @@ from spp_search.infra.faults import first_line
 from spp_search.infra.files import check_writable
 from spp_search.infra.locks import local_path
 from spp_search.infra.redaction import redact
+from spp_search.infra.retry import connection_lost as _lost
+from spp_search.infra.retry import with_retries
 from spp_search.infra.storage import make_storage
 
 LOCAL_SCHEMES = ("sqlite:///", "journal:///")
@@ -62,6 +65,8 @@ def open_storage(url: str) -> None:
     file = _local_file(url)
     if file is not None:
         _check_file(file, "storage", url)
+        if not file.exists():
+            return  # a new file in a writable folder: created by the study itself, nothing to open yet
     try:
         if url.startswith("journal:") and file is not None and file.is_file():
             check_journal(file)
@@ -92,10 +97,16 @@ def open_tracking(uri: str) -> None:
     if file is not None:
         _check_file(file, "tracking-uri", uri)
         check_writable(Path("mlruns").resolve(), "tracking-uri", f"{uri} (its artifacts in ./mlruns)")
+        if not file.exists():
+            return  # as for the storage: nothing to open before the study creates it
     elif uri.startswith("file:") or "://" not in uri:
         check_writable(Path(uri.removeprefix("file://").removeprefix("file:")).resolve(), "tracking-uri", uri)
-    try:
-        MlflowClient(uri).search_experiments(max_results=1)
+    try:  # a server restarting is waited for (1, 2, 4, 8 s), as every store call is
+        with_retries(
+            lambda: MlflowClient(uri).search_experiments(max_results=1), f"tracking-uri {redact(uri)}", transient=_lost
+        )
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - MLflow wraps each store's errors differently
         raise _unusable("tracking-uri", uri, "an MLflow tracking store", exc) from None
 
