@@ -68,6 +68,25 @@ def targets(folder: Path) -> list[str]:
     return _target_rows(folder, gpu=False) + ["", "_From `benchmarks/results/*.json` (CPU: the 2-core machine)._"]
 
 
+HEADLINE = (  # the README's rows
+    "SPP any size, dynamic",
+    "CPU TensorFlow: default 50-trial study, pruning",
+    "CPU JAX: default 50-trial study",
+    "report start-up",
+    "GPU JAX: default 50-trial study",
+)
+
+
+def targets_summary(folder: Path) -> list[str]:
+    """The README's short performance table: the headline targets (CPU, and the last GPU run)."""
+    rows = [r for r in _target_rows(folder, gpu=False)[2:] + _target_rows(folder, gpu=True)[2:]]
+    body = [r for r in rows if any(h in r for h in HEADLINE)]
+    return ["| target | measured | target | |", "|---|---|---|---|", *body] + [
+        "",
+        "_From `benchmarks/results/` (CPU: the 2-core machine; GPU: the last H200 run). All: docs/benchmarks.md._",
+    ]
+
+
 def gpu(folder: Path) -> list[str]:
     data = _gpu_runs(folder).get("gpu-jax") or {}
     precision = data.get("precision") or {}
@@ -240,6 +259,7 @@ RENDERERS: dict[str, Callable[[Path], list[str]]] = {
     "doctor-jax": lambda folder: doctor(folder, "doctor-jax"),
     "engines": engines,
     "targets": targets,
+    "targets-summary": targets_summary,
     "gpu": gpu,
     "claims": claims,
     "paper": paper,

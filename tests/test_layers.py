@@ -194,8 +194,19 @@ def jax_products_and_output(pooling: str, size: tuple[int, int]) -> tuple[list[s
     with jax.default_matmul_precision("bfloat16"):
         jaxpr = jax.make_jaxpr(layer)(x)
         y = np.asarray(jax.jit(layer)(x))
-    products = [str(e.params["precision"]) for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    products = [str(e.params["precision"]) for e in _equations(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
     return products, y
+
+
+def _equations(jaxpr):
+    """Every equation of a jaxpr, those inside its ``cond`` branches (and other sub-jaxprs) too."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _equations(inner)
 
 
 @pytest.mark.skipif("jax" not in BACKENDS, reason="JAX is not installed")

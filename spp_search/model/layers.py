@@ -15,9 +15,8 @@ exactly each bin's pixels, NaN and inf included (``tests/test_spp_edges.py``; ti
 * any size, gathers (the exact path): each bin's rows, then columns, gathered (``ops.take``) and
   reduced; for average the padding of short bins is replaced by zeros with a select (never a
   product) and the sums divided by the bin areas. A NaN or an inf stays in the bins that hold it.
-  An ``ops.cond`` on the products' small output (non-finite anywhere, as a non-finite pixel always
-  makes it) runs it only for such maps; levels whose finest grid is large (3, 5, 7 -> 105) always
-  pool max this way, level by level.
+  An ``ops.cond`` runs it only for such maps (see ``_any_size``); levels whose finest grid is
+  large (3, 5, 7 -> 105) always pool max this way, level by level.
 
 The products are exact (``exact_matmul``: float32 precision even where the GPU's default would
 use TF32 or bfloat16 matrix units). When the spatial size is known while tracing (always under
@@ -248,23 +247,29 @@ def _exact(pyramid, levels: Sequence[int], pooling: str, c):
 
 
 def _any_size(levels: Sequence[int], pooling: str, c):
-    """``x -> (B, C * sum(n*n))`` for any size: the products, unless their output holds a NaN or
-    an inf, then the gathers.
+    """``x -> (B, C * sum(n*n))`` for any size: the products for a finite map, else the gathers.
 
-    A non-finite pixel makes every bin of its channel non-finite in the products (0 x inf and
-    0 x NaN are NaN, and each pixel is in at least one bin of every column), so checking the small
-    output (``B x C x sum(n*n)`` values, one ``ops.cond``) finds every map the products would get
-    wrong, at almost no cost; a finite map never runs the gathers, nor their gradient.
+    For a finite map the products are exact (a one-hot row picks one value; an averaging row's
+    weights are positive and sum to 1, so no partial sum overflows); a NaN or an inf spreads to
+    every bin of its channel (0 x inf and 0 x NaN are NaN), so the products' output is non-finite
+    exactly when the map is. One ``ops.cond`` picks the path: on JAX it tests the input and runs
+    only the taken path (testing the output made any-size max pooling 3-4x slower on JAX's CPU
+    backend, measured side by side); on TensorFlow it tests the products' output, because XLA's
+    dynamic-shape padding cannot take the products inside a ``cond`` (a RET_CHECK failure in
+    ``compiled fit`` with ``None`` sizes), and there the output check costs 5-20%.
     """
     exact = _exact(gather_pyramid, levels, pooling, c)
     if pooling == "max" and bins.finest_grid(levels) > MAX_FINEST_GRID:
         return exact  # no products: one-hot matrices of a 105 x 105 grid would be big
 
-    def flat(x):
-        fast = product_pyramid(x, levels, pooling, c)
+    def on_input(x):
+        return ops.cond(ops.all(ops.isfinite(x)), lambda: product_pyramid(x, levels, pooling, c), lambda: exact(x))
+
+    def on_output(x):
+        fast = product_pyramid(x, levels, pooling, c)  # a non-finite pixel makes its channel's bins non-finite
         return ops.cond(ops.all(ops.isfinite(fast)), lambda: fast, lambda: exact(x))
 
-    return flat
+    return on_input if keras.backend.backend() == "jax" else on_output
 
 
 def spatial_pyramid(x, levels: Sequence[int], pooling: str):
