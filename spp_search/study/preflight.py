@@ -4,9 +4,9 @@ Without this, a study met a broken tracking store only after it had created its 
 ticket, and a read-only folder only at its lock file: half a study was left behind each time.
 Here, in order: the folders of local stores (SQLite files, journal files, MLflow's artifact root)
 must exist and be writable; an existing local file, or a server, must open and read as an Optuna
-storage, then as an MLflow store (a file that does not exist yet is left for the study to create,
-so a run refused later, e.g. for its model, still leaves nothing behind). Each failure is one ``ConfigError`` line that
-names the store and the fix (exit 2).
+storage, then as an MLflow store. A file that does not exist yet is left for the study to create,
+so a run refused later (e.g. for its model) still leaves nothing behind. Each failure is one
+``ConfigError`` line that names the store and the fix (exit 2).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from spp_search.infra.redaction import redact
 from spp_search.infra.retry import connection_lost as _lost
 from spp_search.infra.retry import with_retries
 from spp_search.infra.storage import make_storage
-
-LOCAL_SCHEMES = ("sqlite:///", "journal:///")
 
 
 def _local_file(url: str) -> Path | None:
