@@ -50,7 +50,7 @@ def run(config: StudyConfig, join: bool = False) -> int:
     backend = backends.require(backends.resolve(config.study.backend))
     config = dataclasses.replace(config, study=dataclasses.replace(config.study, backend=backend))
     device, gpus = resolve_device(config.study.device, backend)
-    preflight.open_stores(config.study.storage, config.study.tracking_uri)  # inputs checked: the stores next
+    preflight.open_stores(config.study.storage, config.study.tracking_uri, config.study.name)  # then the stores
     runners = make_runners(config, device, gpus, backend)
     try:
         config = fit_user_model(config, runners[0], Console(soft_wrap=True))

@@ -22,7 +22,7 @@ from spp_search.infra.locks import local_path
 from spp_search.infra.redaction import redact
 from spp_search.infra.retry import connection_lost as _lost
 from spp_search.infra.retry import with_retries
-from spp_search.infra.storage import make_storage
+from spp_search.infra.storage import exclusive, make_storage
 
 
 def _local_file(url: str) -> Path | None:
@@ -109,7 +109,11 @@ def open_tracking(uri: str) -> None:
         raise _unusable("tracking-uri", uri, "an MLflow tracking store", exc) from None
 
 
-def open_stores(storage: str, tracking_uri: str) -> None:
-    """Both stores of a study, before anything is written to either."""
+def open_stores(storage: str, tracking_uri: str, name: str) -> None:
+    """Both stores of study ``name``, before anything is written to either. MLflow's store is
+    opened under the study's start-up lock (``exclusive``, as ``run_study`` starts a study):
+    another driver starting at once may be creating its schema, and a half-made schema fails to
+    open (SQLAlchemy's ``CircularDependencyError``, measured with two runs started together)."""
     open_storage(storage)
-    open_tracking(tracking_uri)
+    with exclusive(storage, f"start:{name}"):
+        open_tracking(tracking_uri)
