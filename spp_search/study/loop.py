@@ -331,6 +331,8 @@ def run_study(
         status = "KILLED"
         raise
     except Exception as exc:
+        if isinstance(exc, HostFault) or host_fault(exc):
+            raise  # already says what failed (a full disk), and a fresh read of its storage could fail too
         lost = lost_study(config.study.storage, config.study.name, len(study.get_trials(deepcopy=False)))
         if lost is None:
             raise
