@@ -60,3 +60,24 @@ def write(name: str, payload: dict, backend: str | None = None, device: str | No
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"environment": environment(backend, device), **payload}, indent=2))
     return path
+
+
+def host_batch_ms(factors: dict, data: dict, seed: int = 0, steps: int | None = None) -> float:
+    """Median milliseconds to build one training batch of a trial's first epoch on the host: what
+    the prefetch thread does while the device trains (the device waits whenever it is longer than
+    a step). ``steps`` limits how many batches are timed (all of the epoch by default)."""
+    import statistics
+    import time
+
+    from spp_search.config.factors import resolved
+    from spp_search.data.loading import trial_data
+    from spp_search.data.preprocessing import build_pipelines
+
+    f = resolved(factors)
+    batches = build_pipelines(*trial_data(data, f), f, seed=seed).train
+    times = []
+    for step in range(min(steps or len(batches), len(batches))):
+        start = time.perf_counter()
+        batches.build(0, step)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)

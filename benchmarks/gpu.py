@@ -130,21 +130,6 @@ def _numbers(result, *stats: str) -> dict:
     return {"outcome": result.outcome.value, "step_ms": step_ms, **{k: result.stats.get(k) for k in stats}}
 
 
-def _host_batch_ms(factors: dict, data: dict) -> float:
-    """Median time to build one training batch on the host (what the device waits for, if longer)."""
-    from spp_search.data.loading import trial_data
-    from spp_search.data.preprocessing import build_pipelines
-
-    train, val = trial_data(data, factors)
-    batches = build_pipelines(train, val, factors, seed=0).train
-    times = []
-    for step in range(min(10, len(batches))):
-        start = time.perf_counter()
-        batches._build(0, step)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def _run(factors: dict, data: dict, epochs: int, device: str):
     from spp_search.trial.run import TrialSpec, run_trial
 
@@ -214,7 +199,9 @@ def precision_section(quick: bool, device: str) -> dict:
         with _Busy() as busy:
             result = _run(factors, data, epochs, device)
         out[policy] = {**_numbers(result, "images_per_s", "compile_s", "peak_gpu_mb"), "gpu_busy_percent": busy.mean}
-    out["host_batch_ms"] = _host_batch_ms(_factors(image_size=size, batch_size=batch, width=32), data)
+    from benchmarks.common import host_batch_ms
+
+    out["host_batch_ms"] = host_batch_ms(_factors(image_size=size, batch_size=batch, width=32), data, steps=10)
     return out
 
 

@@ -8,6 +8,10 @@ The fixed side is the square root of the images' mean native pixel count, and mu
 its two sides so their mean pixel count is the same; bucketed and padded use native sizes. The
 number of input shapes traced is recorded, for bucketed also with XLA (``jit_compile``).
 
+The host's share: ``host_batch_ms`` is the median time to build one training batch from the
+trial's prepared images (what the prefetch thread does while the device trains), next to
+``step_ms``, the training time per batch; below 1, ``host_vs_step`` says the host keeps up.
+
 The SPP model's training speed is also compared with the same model with a global-pool head
 (levels ``[1]``) at the fixed size: ``spp_vs_global_pool_step`` is the ratio of their step times.
 
@@ -23,7 +27,7 @@ import math
 import os
 import statistics
 
-from benchmarks.common import write
+from benchmarks.common import host_batch_ms, write
 from spp_search.config.factors import default_factors
 from spp_search.config.settings import build_config
 from spp_search.data.loading import load_trial_data
@@ -44,8 +48,14 @@ def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
     assert result.outcome.value == "ok", result.error_message
     train_images = len(load_trial_data(data)[0])
     timed = seen[1:]
+    images_per_s = train_images * len(timed) / sum(m["train_epoch_time_s"] for m in timed)
+    host_ms = host_batch_ms(factors, data, seed)
+    step_ms = 1000 * result.stats["step_time_median_s"]
     return {
-        "images_per_s": train_images * len(timed) / sum(m["train_epoch_time_s"] for m in timed),
+        "images_per_s": images_per_s,
+        "host_batch_ms": host_ms,
+        "step_ms": step_ms,
+        "host_vs_step": host_ms / step_ms,
         "val_accuracy": result.value,
         "traced_shapes": result.stats["traced_shapes"],
         "compile_s": result.stats["compile_s"],
@@ -83,10 +93,14 @@ def main() -> None:
             "images_per_s_median": statistics.median(r["images_per_s"] for r in runs),
             "traced_shapes": max(r["traced_shapes"] for r in runs),
             "compile_s_median": statistics.median(r["compile_s"] for r in runs),
+            "host_batch_ms_median": statistics.median(r["host_batch_ms"] for r in runs),
+            "step_ms_median": statistics.median(r["step_ms"] for r in runs),
             "runs": runs,
         }
+        row = rows[name]
         print(
-            f"{name}: {rows[name]['images_per_s_median']:.0f} images/s, {rows[name]['traced_shapes']:.0f} traced shapes"
+            f"{name}: {row['images_per_s_median']:.0f} images/s, {row['traced_shapes']:.0f} traced shapes,"
+            f" host batch {row['host_batch_ms_median']:.2f} ms vs step {row['step_ms_median']:.2f} ms"
         )
     fixed = rows["fixed"]["images_per_s_median"]
     ratios = {k: v["images_per_s_median"] / fixed for k, v in rows.items()}

@@ -166,10 +166,10 @@ class Batches:
         copies release the GIL), so a fast GPU does not wait for the host between steps.
         """
         future = self._ahead.pop((epoch, step), None)
-        batch = future.result() if future is not None else self._build(epoch, step)
+        batch = future.result() if future is not None else self.build(epoch, step)
         for key in self._following(epoch, step, 2):
             if key not in self._ahead:
-                self._ahead[key] = self._executor().submit(self._build, *key)
+                self._ahead[key] = self._executor().submit(self.build, *key)
         return batch
 
     def close(self) -> None:
@@ -190,7 +190,9 @@ class Batches:
             keys.append((epoch, step))
         return keys
 
-    def _build(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def build(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training batch ``step`` of ``epoch`` built on this thread, nothing ahead (what the
+        prefetch thread runs; the pipeline benchmark times it)."""
         return self._batch(*self._plan(epoch)[step])
 
     def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
