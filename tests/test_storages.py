@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -93,6 +94,47 @@ def test_the_start_up_lock_excludes_other_drivers_on_every_storage(storage):
     other.join(10)
     with exclusive(storage, "start:x", timeout=5):  # free again
         pass
+
+
+def _count_inside(url: str, folder: str, rounds: int) -> None:
+    """Take the lock ``rounds`` times; inside, a marker file must be the only one (a subprocess)."""
+    import os
+    import time
+
+    from spp_search.infra.storage import exclusive
+
+    for _ in range(rounds):
+        with exclusive(url, "start:x", timeout=30):
+            marker = Path(folder) / f"inside-{os.getpid()}"
+            marker.touch()
+            others = [p for p in Path(folder).glob("inside-*") if p != marker]
+            time.sleep(0.002)
+            marker.unlink()
+            assert not others, f"two holders at once: {others}"
+
+
+def test_the_lock_file_is_removed_and_still_excludes(tmp_path):
+    """A bind-mounted folder kept a `.optuna.db.<key>.lock` after every run: the holder now removes
+    it, and four processes taking the lock in turn still never hold it together. (A waiter that
+    locks a file just removed must lock the new one: that window is too narrow to force here.)"""
+    import multiprocessing
+
+    from spp_search.infra.storage import exclusive
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    with exclusive(url, "start:x"):
+        assert len(list(tmp_path.glob(".optuna.db.*.lock"))) == 1
+    assert not list(tmp_path.glob(".*.lock"))
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_count_inside, args=(url, str(inside), 40)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    assert not list(tmp_path.glob(".*.lock"))
 
 
 def test_two_runs_started_together_create_the_study_once(tmp_path):

@@ -9,6 +9,7 @@ study runs under a lock held in the study's own storage (``storage.exclusive``).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -32,27 +33,43 @@ def local_path(url: str) -> Path:
 
 @contextlib.contextmanager
 def file_lock(url: str, key: str, timeout: float):
-    """``flock`` on a file beside the database or journal (SQLite and journal files: one host)."""
+    """``flock`` on a file beside the database or journal (SQLite and journal files: one host).
+
+    The lock file is removed by its holder before it lets go, so none is left behind. A waiter
+    may then hold a lock on a file that is gone while a newcomer locks a new one: so a lock
+    counts only when the file locked is still the one at the path (same inode), else it retries.
+    """
     import fcntl
 
     database = local_path(url)
-
     path = database.with_name(f".{database.name}.{key[:12]}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, "a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise ConfigError(_lock_error(str(database), timeout)) from None
                 time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+                continue
+            if not _same_file(handle, path):  # its holder removed it as we locked it: lock afresh
+                continue
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+
+
+def _same_file(handle, path: Path) -> bool:
+    """``handle`` is the file now at ``path`` (not one its last holder has since removed)."""
+    try:
+        return os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager
