@@ -187,6 +187,7 @@ def targets_section(results: dict, gpu_runs: dict | None = None) -> list[str]:
     start = results.get("startup")
     rows.append(_check("export-best start-up (s)", start["export_best_s_median"] if start else None, 1.0))
     rows.append(_check("report start-up, its imports (s)", start["report_imports_s_median"] if start else None, 1.0))
+    rows.append(_check("check-data start-up (s)", start.get("check_data_s_median") if start else None, 1.0))
     rows += _backend_targets(results, gpu_runs or {})
     lines = ["## Targets", "", "| target | measured | target | |", "|---|---|---|---|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
@@ -392,6 +393,11 @@ def startup_section(data: dict) -> list[str]:
         "|---|---|---|",
         f"| export-best (whole command) | {data['export_best_s_median']:.2f} | {data['backends_imported']} |",
         f"| report (its imports) | {data['report_imports_s_median']:.2f} | {data['backends_imported']} |",
+        *(
+            f"| {label} (whole command) | {data[key]:.2f} | {data['backends_imported']} |"
+            for label, key in (("report", "report_s_median"), ("check-data", "check_data_s_median"))
+            if key in data
+        ),
     ]
 
 

@@ -91,25 +91,47 @@ def test_cpu_workers_split_the_cores(monkeypatch):
 
 
 def test_commands_that_only_read_results_import_no_backend(tmp_path):
-    """``export-best`` (and so ``report``'s imports) in a fresh process: no Keras, TensorFlow or JAX."""
+    """``export-best``, ``report`` and ``check-data`` in a fresh process: no Keras, TensorFlow or JAX."""
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "photos" / label / f"{i}.png")
+    storage = f"sqlite:///{tmp_path}/o.db"
     script = textwrap.dedent(f"""
         import os, sys
-        sys.argv = ["study.py"]
+        sys.argv, sys.path[:0] = ["study.py"], [{str(ROOT)!r}]  # the checkout, run in tmp_path
         import optuna
         from spp_search.cli import main
+        from spp_search.config.factors import default_factors
         from spp_search.config.settings import build_config
         from spp_search.study.lifecycle import open_study
         import spp_search.results.report, spp_search.results.export  # noqa: F401
-        config = build_config({{"study": {{"name": "s", "storage": "sqlite:///{tmp_path}/o.db"}}}})
+        config = build_config({{"study": {{"name": "s", "storage": "{storage}"}}}})
         study = open_study(config)
         trial = study.ask()
         trial.set_user_attr("outcome", "ok")
-        trial.set_user_attr("factors", {{"levels": [1, 2]}})
+        factors = {{k: list(v) if isinstance(v, tuple) else v for k, v in default_factors().items()}}
+        trial.set_user_attr("factors", factors)
         study.tell(trial, 0.5)
-        code = main(["export-best", "--study-name", "s", "--storage", "sqlite:///{tmp_path}/o.db",
-                     "--out", "{tmp_path}/best.yaml"])
-        print(code, [m for m in ("keras", "tensorflow", "jax") if m in sys.modules])
+        study_options = ["--study-name", "s", "--storage", "{storage}"]
+        codes = [
+            main(["export-best", *study_options, "--out", "{tmp_path}/best.yaml"]),
+            main(["report", *study_options, "--tracking-uri", "sqlite:///{tmp_path}/m.db", "--out", "{tmp_path}/r"]),
+            main(["check-data", "--data", "{tmp_path}/photos"]),
+        ]
+        print(codes, [m for m in ("keras", "tensorflow", "jax") if m in sys.modules])
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stderr[-2000:]
-    assert (tmp_path / "best.yaml").is_file()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0] []", (done.stdout[-2000:], done.stderr[-2000:])
+    assert (tmp_path / "best.yaml").is_file() and (tmp_path / "r" / "s" / "report.md").is_file()
+
+
+def test_the_report_starts_without_mlflow_statistics_or_plotting():
+    """Its start-up took 2.3 s for MLflow, SciPy and statsmodels at module level: each is imported
+    where it is used (reading MLflow, an interval, a plot)."""
+    heavy = ("mlflow", "scipy", "statsmodels", "matplotlib", "plotly", "sklearn")
+    probe = f"import sys, spp_search.cli, spp_search.results.report; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.strip() == "[]", (done.stdout, done.stderr[-2000:])

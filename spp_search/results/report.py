@@ -3,7 +3,9 @@
 Reads the Optuna storage (outcomes, factors, values) and MLflow (stability metrics, loss
 curves), then writes ``report.md``, ``report.html`` and PNG plots (plus Optuna's own HTML plots)
 to ``--out``, and logs them as artifacts of the study's parent MLflow run. Works on a running
-study, a study of only failures and a single trial, saying what it cannot conclude.
+study, a study of only failures and a single trial, saying what it cannot conclude. MLflow,
+SciPy and the plotting libraries are imported where they are used, so that the command starts in
+under a second.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-from mlflow import MlflowClient
 
 from spp_search.config.factors import param_text
 from spp_search.results.claims import THRESHOLD, DataFacts, facts_of, verdicts
@@ -88,6 +89,8 @@ def load_study_data(study: optuna.Study, tracking_uri: str | None) -> StudyData:
     data = StudyData(study.study_name, frame, searched, running=running, log_factors=log, facts=facts)
     if frame.empty or not tracking_uri:
         return data
+    from mlflow import MlflowClient
+
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(study.study_name)
     if experiment is None:
@@ -377,5 +380,7 @@ def write_report(study: optuna.Study, tracking_uri: str | None, out: Path, compa
         f"<body>{html}</body></html>"
     )
     if data.parent_run_id and tracking_uri:
+        from mlflow import MlflowClient
+
         MlflowClient(tracking_uri).log_artifacts(data.parent_run_id, str(out), "report")
     return out / "report.md"

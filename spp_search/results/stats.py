@@ -1,6 +1,8 @@
 """The statistics behind the report: intervals, failure rules, interactions, mean comparisons.
 
-Pure functions over plain lists and pandas frames, tested against hand-computed cases.
+Pure functions over plain lists and pandas frames, tested against hand-computed cases. SciPy and
+statsmodels are imported inside the functions that use them, so that the read-only commands
+start in under a second.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
-from statsmodels.stats.proportion import proportion_confint
 
 MIN_SUPPORT = 3
 
@@ -21,6 +21,8 @@ def wilson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, flo
     """Wilson score interval of a proportion; (0, 1) when there are no trials."""
     if trials == 0:
         return 0.0, 1.0
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(successes, trials, alpha=alpha, method="wilson")
     return float(low), float(high)
 
@@ -33,6 +35,8 @@ def exact(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, floa
     """
     if trials == 0:
         return 0.0, 1.0
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(successes, trials, alpha=alpha, method="beta")
     return float(0.0 if successes == 0 else low), float(1.0 if successes == trials else high)
 
@@ -44,6 +48,8 @@ def mean_interval(values: list[float], alpha: float = 0.05) -> tuple[float, floa
         return math.nan, math.nan, math.nan
     if len(x) < 2:
         return float(x.mean()), math.nan, math.nan
+    from scipy import stats as sps
+
     half = sps.t.ppf(1 - alpha / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
@@ -52,6 +58,8 @@ def welch(a: list[float], b: list[float]) -> float:
     """Two-sided Welch t-test p-value that means of ``a`` and ``b`` differ (nan if too few)."""
     if len(a) < 2 or len(b) < 2:
         return math.nan
+    from scipy import stats as sps
+
     return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -89,6 +97,8 @@ def diff_interval(a: list[float], b: list[float], alpha: float = 0.05) -> tuple[
     if vx + vy == 0:
         return diff, diff, diff
     dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    from scipy import stats as sps
+
     half = sps.t.ppf(1 - alpha / 2, dof) * math.sqrt(vx + vy)
     return diff, diff - half, diff + half
 
