@@ -83,6 +83,19 @@ def test_report_says_what_it_cannot_conclude(tmp_path, rows):
         assert "validation accuracy: cannot compute" in text
 
 
+def test_a_trial_recorded_before_a_factor_existed_is_read_at_its_default(tmp_path):
+    """A trial whose recorded factors lack one the report reads (a study from before that factor
+    was added) made ``report`` stop with ``KeyError: 'spp_impl'``."""
+    study = optuna.create_study(study_name="old", storage=f"sqlite:///{tmp_path}/o.db", direction="maximize")
+    for value in (0.5, 0.7):
+        trial = study.ask()
+        trial.set_user_attr("outcome", "ok")
+        trial.set_user_attr("factors", {"levels": [1, 2]})
+        study.tell(trial, value)
+    text = write_report(study, None, tmp_path / "out").read_text()
+    assert "2 finished trials" in text
+
+
 def test_studies_side_by_side_count_trials_and_epochs(tmp_path):
     """The engine comparison: trials, epochs trained (the compute budget), best and outcomes."""
     main = _study(tmp_path, ROWS, epochs=3)

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from spp_search.config.factors import param_text
+from spp_search.config.factors import default_factors, param_text
 from spp_search.results.claims import THRESHOLD, DataFacts, facts_of, verdicts
 from spp_search.results.markdown import md_table
 from spp_search.results.paper import PAPER_ARMS, arm_table, paper_comparison
@@ -59,7 +59,9 @@ def _trial_rows(study: optuna.Study) -> list[dict]:
     for t in counted_trials(study):
         if "factors" not in t.user_attrs:
             continue  # lost before it was set up
-        factors = {k: param_text(v) if isinstance(v, list) else v for k, v in t.user_attrs["factors"].items()}
+        # a factor the trial does not record (its study predates the factor) ran at its default
+        recorded = {**default_factors(), **t.user_attrs["factors"]}
+        factors = {k: param_text(v) if isinstance(v, (list, tuple)) else v for k, v in recorded.items()}
         outcome = outcome_of(t)
         rows.append(
             {
