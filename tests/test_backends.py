@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -66,6 +67,37 @@ def test_worker_env_for_jax_on_a_gpu_caps_memory_by_fraction(monkeypatch):
     cpu = backends.worker_env("jax", "cpu", threads=1, cores="1")
     assert cpu["CUDA_VISIBLE_DEVICES"] == "-1" and cpu["JAX_PLATFORMS"] == "cpu" and cpu["SPP_SEARCH_CORES"] == "1"
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in backends.worker_env("tensorflow", "gpu", gpu_memory_bytes=2**30)
+
+
+def test_worker_env_for_jax_on_a_cpu_compiles_faster_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setattr(backends, "_jaxlib_version", lambda: "0.10.2")
+    flags = backends.worker_env("jax", "cpu")["XLA_FLAGS"].split()
+    assert flags == ["--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=1"]
+    assert "XLA_FLAGS" not in backends.worker_env("tensorflow", "cpu")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")  # the user's own setting wins
+    assert backends.worker_env("jax", "cpu")["XLA_FLAGS"].split() == [
+        "--xla_backend_optimization_level=3",
+        "--xla_cpu_use_fusion_emitters=false",
+    ]
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(backends, "_jaxlib_version", lambda: "0.11.0")  # not measured: an unknown flag aborts
+    assert "XLA_FLAGS" not in backends.worker_env("jax", "cpu")
+
+
+def test_the_cpu_xla_flags_are_accepted_by_the_installed_jaxlib():
+    """XLA aborts the process on a flag it does not know: the pinned jaxlib must take these."""
+    pytest.importorskip("jax")
+    env = {**os.environ, **backends.worker_env("jax", "cpu")}
+    assert "xla_cpu_use_fusion_emitters" in env.get("XLA_FLAGS", ""), "the pinned jaxlib is not in CPU_XLA_FLAGS_JAXLIB"
+    done = subprocess.run(
+        [sys.executable, "-c", "import jax.numpy as jnp; print(float((jnp.ones(3) + 1).sum()))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "6.0", done.stderr[-1000:]
 
 
 def test_workers_spread_one_per_gpu_and_share_by_budget(monkeypatch):
