@@ -2,9 +2,9 @@
 
 For each input shape, levels, pooling and shape mode (static: the compiled function knows H and W;
 dynamic: traced with None, TensorFlow only), every variant runs as one compiled function computing
-its output and the gradient wrt its input; the median of ``--repeats`` calls, each waited for
-(``backends.runtime().sync``: JAX and GPUs run asynchronously), is kept, and ratios are taken
-within the same run (these machines are noisy).
+its output and the gradient wrt its input; the variants are called in turns, ``--repeats`` rounds,
+each call waited for (``backends.runtime().sync``: JAX and GPUs run asynchronously), and the
+median of each is kept: ratios within one round's conditions (these machines are noisy).
 
     python -m benchmarks.spp_op [--backend tensorflow|jax] [--repeats 20] [--quick]
 
@@ -40,27 +40,38 @@ def _layer(impl: str, levels, pooling: str, shape):
     return keras.Model(inputs, build(inputs, levels, pooling))
 
 
-def time_variant(impl, levels, pooling, shape, dynamic: bool, repeats: int) -> float | None:
-    """Median seconds of one forward+backward pass; None if the variant cannot run this case."""
-    from keras import ops
-
+def compiled_variant(impl, levels, pooling, shape, dynamic: bool, x):
+    """A warmed-up forward+backward function of one variant; None if it cannot run this case."""
     from spp_search.backends import runtime
 
     rt = runtime()
     layer = _layer(impl, levels, pooling, shape)
     try:
         step = rt.input_gradient(layer, shape, dynamic)
-        x = ops.convert_to_tensor(np.random.default_rng(0).normal(size=shape).astype("float32"))
         for _ in range(3):
             rt.sync(step(x))
     except Exception:  # noqa: BLE001 - a variant that cannot run this case (its documented failure)
         return None
-    times = []
+    return step
+
+
+def time_variants(levels, pooling, shape, dynamic: bool, repeats: int) -> dict[str, float | None]:
+    """Median seconds of one forward+backward pass of every variant, timed in turns (one call of
+    each, then again): a busy machine slows every variant alike, so the ratios stay fair."""
+    from keras import ops
+
+    from spp_search.backends import runtime
+
+    rt = runtime()
+    x = ops.convert_to_tensor(np.random.default_rng(0).normal(size=shape).astype("float32"))
+    steps = {impl: compiled_variant(impl, levels, pooling, shape, dynamic, x) for impl in IMPLS}
+    times: dict[str, list[float]] = {impl: [] for impl, step in steps.items() if step is not None}
     for _ in range(repeats):
-        start = time.perf_counter()
-        rt.sync(step(x))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for impl in times:
+            start = time.perf_counter()
+            rt.sync(steps[impl](x))
+            times[impl].append(time.perf_counter() - start)
+    return {impl: statistics.median(times[impl]) if impl in times else None for impl in IMPLS}
 
 
 def check_exact(levels, pooling, shape) -> bool:
@@ -85,8 +96,8 @@ def measure(quick: bool, repeats: int, modes: tuple[str, ...], shapes: list | No
     )
     rows = []
     for shape, levels, pooling, mode in cases:
-        ms = {impl: time_variant(impl, levels, pooling, shape, mode == "dynamic", repeats) for impl in IMPLS}
-        ms = {k: (v * 1000 if v is not None else None) for k, v in ms.items()}
+        seconds = time_variants(levels, pooling, shape, mode == "dynamic", repeats)
+        ms = {k: (v * 1000 if v is not None else None) for k, v in seconds.items()}
         ours = ms["floor_ceil"]
         row = {
             "shape": list(shape),
