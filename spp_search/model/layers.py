@@ -67,23 +67,21 @@ def _from_cells(cells, levels: Sequence[int], pooling: str) -> list:
     CPU (TensorFlow, forward+backward of (16, 6, 6, 512) cells): 2x faster than one reduction over
     both axes of a 6-D reshape per level; max and mean of equal cells are both exact this way.
     """
-    b, _, _, c = _dims(cells)
     grids = {bins.finest_grid(levels): cells}
     for n in sorted(levels, reverse=True):
         if n not in grids:
-            m = min(m for m in grids if m % n == 0)
-            grids[n] = _coarsen(grids[m], m, n, pooling, b, c)
+            grids[n] = _coarsen(grids[min(m for m in grids if m % n == 0)], n, pooling)
     return [grids[n] for n in levels]
 
 
-def _coarsen(cells, m: int, n: int, pooling: str, b, c):
-    """``(B, m, m, C) -> (B, n, n, C)``, ``m`` a multiple of ``n``: blocks of cells pooled, rows then
-    columns."""
-    r = m // n
+def _coarsen(x, n: int, pooling: str):
+    """``(B, H, W, C) -> (B, n, n, C)``, ``H`` and ``W`` multiples of ``n``: equal blocks pooled,
+    rows then columns (each a reduction over a middle axis, the channels contiguous)."""
+    b, h, w, c = _dims(x)
     if n == 1:
-        return ops.reshape(reduce(cells, (1, 2), pooling), (b, 1, 1, c))
-    rows = reduce(ops.reshape(cells, (b, n, r, m, c)), 2, pooling)
-    return reduce(ops.reshape(rows, (b, n, n, r, c)), 3, pooling)
+        return ops.reshape(reduce(x, (1, 2), pooling), (b, 1, 1, c))
+    rows = reduce(ops.reshape(x, (b, n, h // n, w, c)), 2, pooling)
+    return reduce(ops.reshape(rows, (b, n, n, w // n, c)), 3, pooling)
 
 
 def grid_pyramid(x, levels: Sequence[int], pooling: str) -> list:
@@ -95,11 +93,7 @@ def grid_pyramid(x, levels: Sequence[int], pooling: str) -> list:
     contiguous: measured on (64, 32, 32, 128) on a CPU, as fast as one global max or mean pool,
     and 3x faster than one reduction over both spatial axes of a 6-D reshape.
     """
-    grid = bins.finest_grid(levels)
-    b, h, w, c = _dims(x)
-    rows = reduce(ops.reshape(x, (b, grid, h // grid, w, c)), 2, pooling)
-    cells = reduce(ops.reshape(rows, (b, grid, grid, w // grid, c)), 3, pooling)
-    return _from_cells(cells, levels, pooling)
+    return _from_cells(_coarsen(x, bins.finest_grid(levels), pooling), levels, pooling)
 
 
 # --- any size, finite maps: matrix products with bin matrices (the fast path) ----------------------
