@@ -131,9 +131,12 @@ def _numbers(result, *stats: str) -> dict:
 
 
 def _run(factors: dict, data: dict, epochs: int, device: str):
+    from spp_search.config.schedule import Budget
     from spp_search.trial.run import TrialSpec, run_trial
 
-    return run_trial(TrialSpec(0, factors, data, epochs, 0, device, backend=os.environ["KERAS_BACKEND"]), _Quiet())
+    return run_trial(
+        TrialSpec(0, factors, data, Budget.of_epochs(epochs), 0, device, backend=os.environ["KERAS_BACKEND"]), _Quiet()
+    )
 
 
 def train_step_section(quick: bool, device: str) -> dict:
@@ -228,9 +231,12 @@ def oom_section(quick: bool, device: str) -> dict:
         try:
             while batch <= limit:
                 factors = _factors(image_size=size, batch_size=batch, width=16, input_policy="fixed")
+                from spp_search.config.schedule import Budget
                 from spp_search.trial.run import TrialSpec
 
-                result = runner.run(TrialSpec(0, factors, data, 1, 0, device, backend=backend), _Quiet())
+                result = runner.run(
+                    TrialSpec(0, factors, data, Budget.of_epochs(1), 0, device, backend=backend), _Quiet()
+                )
                 steps.append(
                     {"batch_size": batch, "outcome": result.outcome.value, "error": result.error_message[:300]}
                 )
@@ -256,6 +262,7 @@ def oom_section(quick: bool, device: str) -> dict:
 def compile_section(quick: bool, device: str) -> dict:
     """How long one trial of the default study compiles, cold (fresh worker, empty compile cache),
     with XLA's default GPU autotuning and with autotuning off (``--xla_gpu_autotune_level=0``)."""
+    from spp_search.config.schedule import Budget
     from spp_search.trial.isolation import Budgets, Placement, ProcessRunner
     from spp_search.trial.run import TrialSpec
 
@@ -268,7 +275,9 @@ def compile_section(quick: bool, device: str) -> dict:
             env = {"XLA_FLAGS": flags, "JAX_COMPILATION_CACHE_DIR": cache}
             runner = ProcessRunner(Placement(backend, device, extra_env=env), Budgets())
             try:
-                result = runner.run(TrialSpec(0, factors, data, 2, 0, device, backend=backend), _Quiet())
+                result = runner.run(
+                    TrialSpec(0, factors, data, Budget.of_epochs(2), 0, device, backend=backend), _Quiet()
+                )
             finally:
                 runner.close()
         out[label] = _numbers(result, "compile_s", "trial_wall_s", "train_time_s")

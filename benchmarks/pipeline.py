@@ -29,6 +29,7 @@ import statistics
 
 from benchmarks.common import host_batch_ms, write
 from spp_search.config.factors import default_factors
+from spp_search.config.schedule import Budget
 from spp_search.config.settings import build_config
 from spp_search.data.loading import load_trial_data
 from spp_search.data.preprocessing import PAPER_RATIO
@@ -44,7 +45,7 @@ def measure(factors: dict, data: dict, epochs: int, seed: int) -> dict:
             return False
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    result = run_trial(TrialSpec(0, factors, data, epochs, seed, backend=backend), Keep())
+    result = run_trial(TrialSpec(0, factors, data, Budget.of_epochs(epochs), seed, backend=backend), Keep())
     assert result.outcome.value == "ok", result.error_message
     train_images = len(load_trial_data(data)[0])
     timed = seen[1:]

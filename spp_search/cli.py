@@ -48,7 +48,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--trials", type=int, help="the study's total number of trials (default 50)")
     add("--seed", type=int, help="seed of the sampler and of trial initialisation")
-    add("--epochs", type=int, help="training epochs per trial")
+    add("--steps", type=int, help="optimizer steps per trial, whatever the batch size (default 36)")
+    add("--epochs", type=int, help="train epochs per trial instead of --steps (passes over the training set)")
     add("--data", help="image folder (one subfolder per class) instead of built-in data")
     add("--engine", choices=ENGINES, help="search engine (default optuna)")
     add("--tuner", choices=TUNERS, help="KerasTuner's tuner (default bayesian)")
@@ -76,7 +77,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     """Options of a final training (``train``, ``export-best --train``)."""
     add = parser.add_argument
     add("--by", choices=SELECTIONS, default="accuracy", help="accuracy: best val accuracy; stability: fewest failures")
-    add("--epochs", type=int, help="training epochs (default: the config's)")
+    add("--epochs", type=int, help="train this many epochs (default: the config's budget, steps or epochs)")
     add("--device", choices=DEVICES, help="auto (default)")
     add("--backend", choices=BACKENDS, help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     add("--register", metavar="NAME", help="register the logged model in MLflow's model registry as NAME")
@@ -197,7 +198,8 @@ def _placement(args: argparse.Namespace) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from spp_search.study import driver
 
-    given = {"trials": args.trials, "tracking_uri": args.tracking_uri, "seed": args.seed, "epochs": args.epochs}
+    given = {"trials": args.trials, "tracking_uri": args.tracking_uri, "seed": args.seed}
+    given.update(steps=args.steps, epochs=args.epochs)
     overrides = {**{f"study.{k}": v for k, v in given.items()}, "data.source": args.data, **_placement(args)}
     overrides.update({"study.engine": args.engine, "study.tuner": args.tuner})
     return driver.run(_config(args, overrides))

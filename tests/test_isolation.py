@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from spp_search.config.schedule import Budget
 from tests.helpers import run_enqueued
 
 pytestmark = pytest.mark.slow
@@ -127,7 +128,7 @@ def test_a_worker_that_cannot_start_stops_the_study_with_its_reason():
     runner = ProcessRunner(Placement("tensorflow", "cpu", extra_env={"SPP_SEARCH_THREADS": "many"}), Budgets())
     try:
         with pytest.raises(WorkerStartError, match="ValueError.*many"):
-            runner.run(TrialSpec(0, {}, {}, 1, 0), reporter=None)
+            runner.run(TrialSpec(0, {}, {}, Budget.of_epochs(1), 0), reporter=None)
     finally:
         runner.close()
 
@@ -141,7 +142,7 @@ def test_a_worker_that_hangs_while_starting_is_stopped(monkeypatch):
     runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets())
     try:
         with pytest.raises(WorkerStartError, match="did not start within"):
-            runner.run(TrialSpec(0, {}, {}, 1, 0), reporter=None)
+            runner.run(TrialSpec(0, {}, {}, Budget.of_epochs(1), 0), reporter=None)
     finally:
         runner.close()
 
@@ -179,8 +180,8 @@ def test_each_trial_reports_its_own_memory_above_what_earlier_trials_left():
 
     runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets())
     try:
-        first = runner.run(TrialSpec(0, big, data, 1, 0), Quiet())
-        second = runner.run(TrialSpec(1, small, data, 1, 0), Quiet())
+        first = runner.run(TrialSpec(0, big, data, Budget.of_epochs(1), 0), Quiet())
+        second = runner.run(TrialSpec(1, small, data, Budget.of_epochs(1), 0), Quiet())
     finally:
         runner.close()
     assert first.outcome.value == second.outcome.value == "ok" and runner.started_workers == 1
@@ -203,7 +204,7 @@ def test_under_a_host_budget_every_trial_starts_in_a_fresh_worker():
 
     runner = ProcessRunner(Placement("tensorflow", "cpu"), Budgets(host_memory_bytes=8 * 2**30))
     try:
-        results = [runner.run(TrialSpec(i, tiny, data, 1, 0), Quiet()) for i in range(2)]
+        results = [runner.run(TrialSpec(i, tiny, data, Budget.of_epochs(1), 0), Quiet()) for i in range(2)]
     finally:
         runner.close()
     assert [r.outcome.value for r in results] == ["ok", "ok"] and runner.started_workers == 2

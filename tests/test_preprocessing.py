@@ -140,7 +140,7 @@ def fed_batches(policy: str) -> list[np.ndarray]:
     from spp_search.backends import runtime
 
     pipes = build_pipelines(TRAIN, VAL, _factors(input_policy=policy), seed=5)
-    train, val, steps, _ = runtime().inputs(pipes)
+    train, val, steps, _ = runtime().inputs(pipes, len(pipes.train))
     if steps is None:  # a PyDataset (JAX): batches by index, epoch by epoch
         first = [train[i] for i in range(2)]
         return [np.asarray(first[0][0]), np.asarray(first[1][1]), np.asarray(val[0][0]), np.asarray(val[0][2])]

@@ -48,6 +48,16 @@ def test_optuna_storage_holds_the_total(study_dir):
     tmp_path, _, first = study_dir
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert first == 3 and len(study.trials) == 4
+
+
+def test_trials_report_at_the_same_steps(study_dir):
+    """Issue 25: a step budget (10 steps, 2 validations) reports at steps 5 and 10 in every
+    trial that trained it, so the pruner compares trials that trained as long."""
+    tmp_path, _, _ = study_dir
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(sorted(t.intermediate_values) == [5, 10] for t in done)
+    assert all(t.user_attrs["val_images"] == 12 and t.user_attrs["val_majority_share"] > 0 for t in done)
     for t in study.trials:
         assert t.state.is_finished() and t.user_attrs["outcome"] in ("ok", "pruned")
         assert set(t.user_attrs["factors"]) == set(FACTORS)
@@ -62,7 +72,8 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(study_dir):
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_finished"] == 4
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "space.yaml"} <= artifacts
-    assert {"trials", "epochs", "sampler", "searched"} <= set(parent.data.params)
+    assert {"trials", "budget_steps", "eval_every_steps", "sampler", "searched"} <= set(parent.data.params)
+    assert parent.data.params["budget_steps"] == "10" and parent.data.params["eval_every_steps"] == "5"
     assert not set(FACTORS) & set(parent.data.params)  # a trial's factors are on the trial's run only
     outcomes = [r.data.tags["outcome"] for r in children]
     assert {f"trials_{o}": float(outcomes.count(o)) for o in outcomes}.items() <= parent.data.metrics.items()
@@ -80,7 +91,7 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(study_dir):
         outcome = run.data.tags["outcome"]
         assert run.info.status == {"ok": "FINISHED", "pruned": "KILLED"}[outcome]
         history = client.get_metric_history(run.info.run_id, "val_accuracy")
-        assert [m.step for m in history] == list(range(len(history))) and history
+        assert [m.step for m in history] == [5, 10][: len(history)] and history  # logged at the steps trained
         assert {"loss", "val_loss", "epoch_time_s", "batch_loss", "grad_norm_max"} <= set(run.data.metrics)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from spp_search.config.factors import default_factors
+from spp_search.config.schedule import Budget
 from spp_search.config.settings import build_config
 from spp_search.trial.outcomes import Outcome
 from spp_search.trial.run import TrialSpec, run_trial
@@ -26,11 +27,23 @@ class Recorder:
         return self.prune_after is not None and epoch >= self.prune_after
 
 
-def _spec(**factors) -> TrialSpec:
+TWO_EPOCHS = Budget.of_epochs(2)
+
+
+def _spec(budget: Budget = TWO_EPOCHS, **factors) -> TrialSpec:
     f = {**default_factors(), "image_size": 24, "width": 4, "dense_units": 8, "batch_size": 8, **factors}
     import keras
 
-    return TrialSpec(number=0, factors=f, data=DATA, epochs=2, seed=1, log_every=2, backend=keras.backend.backend())
+    return TrialSpec(
+        number=0, factors=f, data=DATA, budget=budget, seed=1, log_every=2, backend=keras.backend.backend()
+    )
+
+
+def step_budget_trial(steps: int, evaluations: int, **factors) -> tuple:
+    """A trial with a step budget; its result and the (key, steps trained) of each report."""
+    reporter = Recorder()
+    result = run_trial(_spec(Budget(steps, evaluations), **factors), reporter)
+    return result, [(key, m["steps_trained"]) for key, m in reporter.epochs]
 
 
 def trial_on_this_backend(**factors) -> tuple:
@@ -49,7 +62,9 @@ def test_ok_trial_reports_every_epoch(backend, policy):
     assert result.outcome is Outcome.OK, result.traceback
     assert [e for e, _ in epochs] == [0, 1]
     metrics = epochs[0][1]
-    assert set(metrics) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "train_epoch_time_s"}
+    assert set(metrics) == {
+        *("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time_s", "train_epoch_time_s", "steps_trained")
+    }
     assert 0 < metrics["train_epoch_time_s"] < metrics["epoch_time_s"]  # validation comes after training
     assert result.value == epochs[-1][1]["val_accuracy"]
     assert result.stats["steps"] == 10 and 1 <= result.stats["traced_shapes"] <= 9
@@ -57,6 +72,18 @@ def test_ok_trial_reports_every_epoch(backend, policy):
     assert math.isfinite(result.stats["grad_norm_max"]) and result.stats["grad_norm_max"] > 0
     assert result.stats["images_per_s"] > 0 and result.stats["max_loss_ratio"] >= 1
     assert result.steps[0][0] == 1 and result.error_type is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", ["multi_size", "variable_bucketed"])
+def test_a_step_budget_trains_the_same_steps_at_any_batch_size(backend, policy):
+    """Issue 25: 36 training images give 9 steps per pass at batch 4 and 3 at batch 12; a budget of
+    12 steps validated 3 times trains 12 steps and reports at steps 4, 8, 12 at both, across passes
+    (a round need not end where a pass does)."""
+    for batch_size in (4, 12):
+        result, reports = on(backend, step_budget_trial, 12, 3, input_policy=policy, batch_size=batch_size)
+        assert result.outcome is Outcome.OK, result.traceback
+        assert result.stats["steps"] == 12 and reports == [(4, 4.0), (8, 8.0), (12, 12.0)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

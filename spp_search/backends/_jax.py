@@ -111,25 +111,29 @@ def window_pool(x, win, stride, pooling):
     raise AssertionError("JAX traces with static shapes; the variant pools with static windows")
 
 
-def inputs(pipes) -> tuple:
-    """``fit`` inputs from the NumPy batches: ``PyDataset``s (no TensorFlow on the JAX path)."""
+def inputs(pipes, steps_per_round: int) -> tuple:
+    """``fit`` inputs from the NumPy batches: ``PyDataset``s (no TensorFlow on the JAX path).
+
+    A Keras epoch is one validation round of ``steps_per_round`` steps; batch ``i`` of round
+    ``r`` is step ``r * steps_per_round + i`` of the endless training sequence.
+    """
     import keras
 
     class Training(keras.utils.PyDataset):
-        """Batch ``i`` of the current epoch; Keras calls ``on_epoch_end`` between epochs."""
+        """Batch ``i`` of the current round; Keras calls ``on_epoch_end`` between rounds."""
 
         def __init__(self, batches) -> None:
             super().__init__()
-            self.batches, self.epoch = batches, 0
+            self.batches, self.round = batches, 0
 
         def __len__(self) -> int:
-            return len(self.batches)
+            return steps_per_round
 
         def __getitem__(self, index: int):
-            return self.batches.train_batch(self.epoch, index)
+            return self.batches.at(self.round * steps_per_round + index)
 
         def on_epoch_end(self) -> None:
-            self.epoch += 1
+            self.round += 1
 
     class Validation(keras.utils.PyDataset):
         def __init__(self, batches) -> None:

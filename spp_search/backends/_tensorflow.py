@@ -172,13 +172,13 @@ def _window_mean(x, axis: int, k, s):
     return sums / tf.cast(k, x.dtype)
 
 
-def inputs(pipes) -> tuple:
+def inputs(pipes, steps_per_round: int) -> tuple:
     """``fit`` inputs from the NumPy batches: ``tf.data`` over generators, with explicit signatures.
 
     (A ``PyDataset`` would do, but Keras infers its TensorFlow signature from its first batches,
     and a bucket that first shows up later would then not fit it.) The training dataset is
     endless, so ``fit`` gets ``steps_per_epoch`` (and ``validation_steps``, so the finite validation
-    set is not read past its end).
+    set is not read past its end). ``steps_per_round``: training steps between validations.
     """
     fixed = pipes.input_size
     bands = _bands(pipes)
@@ -187,7 +187,7 @@ def inputs(pipes) -> tuple:
     train = tf.data.Dataset.from_generator(pipes.train.training, output_signature=(x, y))
     w = tf.TensorSpec((pipes.train.batch_size,), tf.float32)
     val = tf.data.Dataset.from_generator(pipes.val.validation, output_signature=(x, y, w))
-    return train.prefetch(2), val.prefetch(2), len(pipes.train), pipes.val.validation_steps
+    return train.prefetch(2), val.prefetch(2), steps_per_round, pipes.val.validation_steps
 
 
 def _bands(pipes) -> int:

@@ -2,7 +2,7 @@
 
 A config file has these sections, each optional; unknown keys fail with the list of valid ones::
 
-    study:    {name, trials, seed, epochs, sampler, pruner, storage, tracking_uri, device}
+    study:    {name, trials, seed, steps, evaluations, epochs, sampler, pruner, storage, tracking_uri, device}
     data:     {source, val_fraction, split_seed, synthetic: {num_images, num_classes, ...}}
     defaults: {<factor>: value}      # every factor not searched; see factors.py
     space:    {<factor>: parameter}  # the searched factors; see space.py
@@ -25,6 +25,7 @@ from spp_search.backends import AUTO, BACKENDS
 from spp_search.config.ablation import arms, space_for
 from spp_search.config.choices import DEVICES, ENGINES, ISOLATIONS, PRUNERS, SAMPLERS, TUNERS
 from spp_search.config.factors import check_factor, default_factors
+from spp_search.config.schedule import DEFAULT_EVALUATIONS, DEFAULT_STEPS, Budget
 from spp_search.config.space import SearchSpace
 from spp_search.data.corruption import CorruptionSpec
 from spp_search.data.datacheck import ON_UNREADABLE
@@ -79,7 +80,9 @@ class StudySettings:
     name: str = "spp-default"
     trials: int = numeric(50, 1, TRIALS_MAX, f"Use e.g. 50 trials (at most {TRIALS_MAX}).")
     seed: int = numeric(0, 0, SEED_MAX, "Use a seed like 0.")
-    epochs: int = numeric(3, 1, 10_000, "Use e.g. 3 epochs.")
+    steps: int = numeric(DEFAULT_STEPS, 1, 10_000_000, f"Use e.g. {DEFAULT_STEPS} optimizer steps per trial.")
+    evaluations: int = numeric(DEFAULT_EVALUATIONS, 1, 1000, "Use e.g. 3 validations per trial.")
+    epochs: int | None = None  # set: a budget of that many passes instead of ``steps``
     sampler: str = "tpe"
     pruner: str = "median"
     storage: str = "sqlite:///optuna.db"
@@ -96,8 +99,25 @@ class StudySettings:
     tuner: str = "bayesian"
     backend: str = "auto"
 
+    @property
+    def budget(self) -> Budget:
+        """Each trial's training budget: ``steps`` (validated ``evaluations`` times), or
+        ``epochs`` passes when that is set (``config/schedule.py``)."""
+        return Budget.of_epochs(self.epochs) if self.epochs else Budget(self.steps, self.evaluations)
+
+    def to_dict(self) -> dict:
+        """The settings, with only the budget in use: ``steps`` and ``evaluations``, or ``epochs``."""
+        unused = ("steps", "evaluations") if self.epochs else ("epochs",)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
+
     def __post_init__(self) -> None:
         check_numbers(self)
+        epochs = self.epochs
+        if epochs is not None and (
+            isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000
+        ):
+            fix = "Use e.g. 3 epochs, or leave it out for a budget in optimizer steps (study.steps)."
+            raise ConfigError(must("epochs", "be an integer in [1, 10000]", epochs, fix))
         parse_bytes("host_memory_budget", self.host_memory_budget)
         parse_bytes("gpu_memory_budget", self.gpu_memory_budget)
         if self.isolation == "inline" and self.workers > 1:
@@ -237,7 +257,7 @@ class StudyConfig:
     def to_dict(self) -> dict:
         defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in self.defaults.items()}
         return {
-            "study": dataclasses.asdict(self.study),
+            "study": self.study.to_dict(),
             "data": {**dataclasses.asdict(self.data)},
             "defaults": defaults,
             "space": self.space.to_dict(),
@@ -268,7 +288,9 @@ def _section(cls, values: object, where: str):
     defaults = cls()
     for key, value in values.items():
         expected = type(getattr(defaults, key))
-        if dataclasses.is_dataclass(expected):
+        if expected is type(None):  # an optional setting (``study.epochs``): its class checks it
+            pass
+        elif dataclasses.is_dataclass(expected):
             value = _section(expected, value, f"{where}.{key}")
         elif expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -336,6 +358,7 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     if unknown:
         raise ConfigError(must("config section", f"be one of {list(SECTIONS)}", unknown[0], "Remove it."))
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    _one_budget(raw.get("study"), overrides or {})
     for key, value in (overrides or {}).items():
         if value is not None:
             section, name = key.split(".")
@@ -372,6 +395,20 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     model = _section(ModelSettings, raw.get("model"), "model")
     set_factors = tuple(sorted({*given, *space.names, *(k for a in configs for k in a.overrides)}))
     return StudyConfig(study, data, defaults, space, ablation, enqueue, tuple(configs), repeats, model, set_factors)
+
+
+def _one_budget(study: object, overrides: dict) -> None:
+    """A budget is ``steps`` or ``epochs``: both in one file is an error; one given on the command
+    line replaces the other in the file (``--epochs 5`` over a file's ``steps: 36``)."""
+    if not isinstance(study, dict):
+        return
+    for given, other in (("steps", "epochs"), ("epochs", "steps")):
+        if overrides.get(f"study.{given}") is not None:
+            study.pop(other, None)
+    if study.get("epochs") and "steps" in study:
+        fix = "Keep one: steps (the same for every batch size and folder) or epochs."
+        both = f"steps={study['steps']}, epochs={study['epochs']}"
+        raise ConfigError(must("study", "set steps or epochs, not both", both, fix))
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:

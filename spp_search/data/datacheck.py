@@ -20,6 +20,7 @@ factor's job.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -186,6 +187,32 @@ def policy_warning(check: DataCheck, policy: str, searched: bool) -> str | None:
     )
 
 
+MIN_VAL_PER_CLASS = 10  # below it one image moves a class's validation accuracy by over 10 points
+
+
+def validation_counts(check: DataCheck, val_fraction: float) -> dict[str, int]:
+    """Validation images per class as ``images.split`` will cut them (``round``, at least 1)."""
+    return {c: max(1, round(len(check.usable(c)) * val_fraction)) for c in check.classes}
+
+
+def split_warning(check: DataCheck, val_fraction: float) -> str | None:
+    """A warning when the validation split is too small to separate the candidates: with fewer
+    than ``MIN_VAL_PER_CLASS`` images in a class, validation accuracy moves in steps too coarse
+    to rank configurations (18 images: 5.6 points per image), and trials tie or swap by chance."""
+    counts = validation_counts(check, val_fraction)
+    if not counts or min(counts.values()) >= MIN_VAL_PER_CLASS:
+        return None
+    total = sum(counts.values())
+    smallest = min(counts, key=counts.get)
+    needed = math.ceil((MIN_VAL_PER_CLASS - 0.5) / val_fraction)
+    return (
+        f"warning: the validation split holds {total} images ({counts[smallest]} in class {smallest!r}, "
+        f"val_fraction {val_fraction:g}): one image is {100 / total:.1f} points of val_accuracy, too coarse to "
+        f"tell configurations apart. Add images (about {needed} per class give {MIN_VAL_PER_CLASS} validation "
+        "images each) or raise data.val_fraction."
+    )
+
+
 def warnings(check: DataCheck, on_unreadable: str = "skip") -> list[str]:
     """One line per unreadable file, naming it and what happens to it."""
     if on_unreadable == "keep":
@@ -204,23 +231,24 @@ def print_check(check: DataCheck, console) -> None:
         console.print(line, markup=False, highlight=False)
 
 
-def print_warnings(check: DataCheck, on_unreadable: str, channel_policy: str, searched: bool, console) -> None:
-    """Stop on what makes the folder unusable (``require``); warn about what is left out or will fail."""
-    require(check, on_unreadable)
-    policy = policy_warning(check, channel_policy, searched)
-    for line in [*warnings(check, on_unreadable), *([policy] if policy else [])]:
+def print_warnings(check: DataCheck, data, channel_policy: str, searched: bool, console) -> None:
+    """Stop on what makes the folder unusable (``require``); warn about what is left out or will
+    fail, and about a validation split too small to rank trials. ``data``: the ``DataSettings``."""
+    require(check, data.on_unreadable)
+    found = [policy_warning(check, channel_policy, searched), split_warning(check, data.val_fraction)]
+    for line in [*warnings(check, data.on_unreadable), *(w for w in found if w)]:
         console.print(line, markup=False, highlight=False, style="yellow")
 
 
-def before_study(source: str, on_unreadable: str, channel_policy: str, searched: bool, console) -> dict | None:
+def before_study(data, channel_policy: str, searched: bool, console) -> dict | None:
     """Check a folder source once, before anything is created: print its summary and one warning
     per file left out; a ``ConfigError`` (exit 2) if it cannot make a study. Returns the check as
-    a dict for the parent MLflow run (None for built-in data)."""
-    if source in BUILT_IN:
+    a dict for the parent MLflow run (None for built-in data). ``data``: the ``DataSettings``."""
+    if data.source in BUILT_IN:
         return None
-    check = check_folder(Path(source))
+    check = check_folder(Path(data.source))
     print_check(check, console)
-    print_warnings(check, on_unreadable, channel_policy, searched, console)
+    print_warnings(check, data, channel_policy, searched, console)
     return check.to_dict()
 
 
@@ -238,7 +266,7 @@ def command(data, channel_policy: str, searched: bool, json_path: Path | None) -
     print_check(check, console)
     if json_path is not None:
         json_path.write_text(json.dumps(check.to_dict(), indent=1))
-    print_warnings(check, data.on_unreadable, channel_policy, searched, console)
+    print_warnings(check, data, channel_policy, searched, console)
     left_out = f", {len(check.unreadable())} left out" if check.unreadable() else ""
     console.print(f"ok: a study can use {len(check.usable())} images in {len(check.classes)} classes{left_out}")
     return 0

@@ -201,6 +201,15 @@ class Batches:
                 self._plans.append([next(self._stream) for _ in range(len(self))])
             return self._plans[epoch]
 
+    def at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training batch number ``step`` (0-based) of the endless sequence, whatever the epoch:
+        a validation round of a step budget need not end where a pass does."""
+        return self.train_batch(*divmod(step, len(self)))
+
+    def shape_at(self, step: int) -> tuple[int, ...]:
+        """Shape of training batch number ``step`` (0-based) of the endless sequence."""
+        return self.shape_of(*divmod(step, len(self)))
+
     def shape_of(self, epoch: int, step: int) -> tuple[int, ...]:
         """Shape of training batch ``step`` of ``epoch`` (planned, not built)."""
         group, index = self._plan(epoch)[step]

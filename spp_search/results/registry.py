@@ -28,25 +28,26 @@ ALIAS = "champion"  # the registered version a deployment loads: models:/NAME@ch
 
 
 class EpochLogger:
-    """The training's reporter: prints each epoch and logs it to the training run (never prunes)."""
+    """The training's reporter: prints each validation and logs it to the training run (never prunes)."""
 
     def __init__(self, tracker: Tracker, run_id: str) -> None:
         self.tracker, self.run_id = tracker, run_id
 
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool:
-        print(f"epoch {epoch}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "steps_trained")
+        print(f"after {int(metrics.get('steps_trained', 0))} steps: {shown}")
         self.tracker.log_epoch(self.run_id, epoch, metrics)
         return False
 
 
-def start_training(tracker: Tracker, config, source: dict, backend: str, epochs: int) -> str:
+def start_training(tracker: Tracker, config, source: dict, backend: str, budget) -> str:
     """A training run in the study's experiment with every factor, the seed and where the
     configuration came from (study and trial of an exported best) as params and tags."""
     tracker.open_inputs(config.to_dict()["data"])
     tags = {ROLE: TRAINING, STUDY: tracker.study_name}
     if source.get("trial") is not None:
         tags.update({"source_study": str(source.get("study")), "source_trial": str(source["trial"])})
-    extra = {"seed": config.study.seed, "epochs": epochs, "backend": backend}
+    extra = {"seed": config.study.seed, **budget.params(), "backend": backend}
     return tracker.start_run(f"train-{config.study.name}", dict(config.defaults), extra, tags)
 
 
@@ -116,7 +117,7 @@ def _describe_version(tracker: Tracker, name: str, version: str, run_id: str, so
     if source.get("val_accuracy") is not None:
         described += f", val_accuracy {float(source['val_accuracy']):.4f} in the study"
     described += f"); this training: val_accuracy {numbers.get('val_accuracy', float('nan')):.4f}"
-    described += f" over {int(numbers.get('epochs', 0))} epochs. Config: runs:/{run_id}/config.yaml."
+    described += f" over {int(numbers.get('steps', 0))} optimizer steps. Config: runs:/{run_id}/config.yaml."
     client.update_model_version(name, version, description=described)
     tags = {
         "study": tracker.study_name,

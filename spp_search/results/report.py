@@ -74,6 +74,8 @@ def _trial_rows(study: optuna.Study) -> list[dict]:
                 "run_id": t.user_attrs.get("mlflow_run_id"),
                 "duration_s": (t.datetime_complete - t.datetime_start).total_seconds(),
                 "epochs_trained": len(t.intermediate_values),  # pruned and Hyperband trials train fewer
+                "val_images": t.user_attrs.get("val_images"),
+                "val_majority_share": t.user_attrs.get("val_majority_share"),
             }
         )
     return rows
@@ -242,6 +244,7 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
             lines += [
                 "## Best configuration",
                 "",
+                *chance_lines(best),
                 f"Trial {best['number']}, val accuracy {best['value']:.4f}: "
                 + ", ".join(f"{f}={best[f]}" for f in data.factors),
                 "",
@@ -254,6 +257,27 @@ def build_markdown(study: optuna.Study, data: StudyData, plots: list[str]) -> st
 
 
 MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3's Model training pages, not GenAI's
+
+
+def chance_lines(best: pd.Series) -> list[str]:
+    """A warning when the best trial's validation accuracy is not above chance: the 95% Wilson
+    interval of its correct count reaches the share of the largest validation class (what always
+    predicting that class scores). Then every ranking in the report is between models that did not
+    learn. Nothing for trials recorded without their split (older studies)."""
+    n, chance = best.get("val_images"), best.get("val_majority_share")
+    if n is None or chance is None or pd.isna(n) or pd.isna(chance):
+        return []
+    n = int(n)
+    low, high = wilson(round(float(best["value"]) * n), n)
+    if low > chance:
+        return []
+    return [
+        f"**The best trial is not above chance**: val accuracy {best['value']:.4f} on {n} validation images "
+        f"(95% interval {low:.3f}-{high:.3f}) does not exclude {chance:.3f}, what predicting the largest class "
+        "scores. The comparisons in this report are between models that did not learn: train longer "
+        "(`study.steps`) or add images.",
+        "",
+    ]
 
 
 def run_base(tracking_uri: str, experiment_id: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from spp_search import backends
 from spp_search.backends.devices import resolve_device
+from spp_search.config.schedule import Budget
 from spp_search.config.settings import build_config, read_file
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.files import check_writable
@@ -67,16 +68,16 @@ def retrain(
     if config.space.params:  # checked by train_config too, but before a run is created here
         fix = "Export one with `python study.py export-best --out best.yaml`."
         raise ConfigError(must("config", "fix every factor (an empty `space`)", f"space={config.space.names}", fix))
-    trial_epochs = len(source.get("epochs_val_accuracy") or []) or config.study.epochs  # the trial's own
-    epochs = epochs if epochs is not None else trial_epochs
+    trial_budget = config.study.budget  # the study's: what the exported trial trained
+    budget = Budget.of_epochs(epochs) if epochs is not None else trial_budget
     tracker = Tracker(config.study.tracking_uri, experiment or config.study.name)
-    run_id = registry.start_training(tracker, config, source, backend, epochs)
+    run_id = registry.start_training(tracker, config, source, backend, budget)
     try:
         with native_stderr_quiet("train"):  # TensorFlow's C++ log lines to a file, not the console
             metrics, model, example = train_config(
-                config, out, device, epochs, backend, reporter=registry.EpochLogger(tracker, run_id)
+                config, out, device, budget, backend, reporter=registry.EpochLogger(tracker, run_id)
             )
-            numbers = {"val_accuracy": metrics["val_accuracy"], "epochs": epochs}
+            numbers = {"val_accuracy": metrics["val_accuracy"], "steps": metrics["steps"]}
             if metrics.get("val_loss") is not None:
                 numbers["val_loss"] = metrics["val_loss"]
             logged = registry.log_model(tracker, run_id, model, config, example, register, source, numbers)
@@ -88,10 +89,11 @@ def retrain(
         tracker.client.log_metric(run_id, "source_val_accuracy", float(source["val_accuracy"]))
     tracker.end_run(run_id)
     print(
-        f"wrote {out}: val_accuracy {metrics['val_accuracy']:.4f} after {epochs} epochs, input {metrics['input_shape']}"
+        f"wrote {out}: val_accuracy {metrics['val_accuracy']:.4f} after {metrics['steps']} optimizer steps"
+        f" ({budget.describe()}), input {metrics['input_shape']}"
     )
     if source.get("val_accuracy") is not None:
-        same = "the same count" if epochs == trial_epochs else f"{trial_epochs} epochs: not the same training"
+        same = "the same budget" if budget == trial_budget else f"{trial_budget.describe()}: not the same training"
         print(f"the exported trial reached {source['val_accuracy']:.4f} in {same}")
     print(f"MLflow: run {run_id} in experiment {tracker.study_name!r}, model {logged['model_uri']}")
     if logged["version"] is not None:

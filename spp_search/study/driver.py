@@ -46,7 +46,7 @@ def run(config: StudyConfig, join: bool = False) -> int:
     channel_policy = config.defaults["channel_policy"]
     searched = "channel_policy" in config.space.names
     d = config.data
-    checked = datacheck.before_study(d.source, d.on_unreadable, channel_policy, searched, Console(soft_wrap=True))
+    checked = datacheck.before_study(d, channel_policy, searched, Console(soft_wrap=True))
     backend = backends.require(backends.resolve(config.study.backend))
     config = dataclasses.replace(config, study=dataclasses.replace(config.study, backend=backend))
     device, gpus = resolve_device(config.study.device, backend)

@@ -14,7 +14,8 @@ process, budgets) and is classified by the same taxonomy; outcomes reach KerasTu
 end a failure-heavy study early). Every trial is also recorded in the Optuna storage (same
 attributes as an Optuna trial, ``engine = keras-tuner``), so ``report`` and ``export-best`` work
 unchanged. Resume: KerasTuner reloads its project directory (``kt_projects/<study>``).
-Hyperband trains each of its trials from scratch for ``tuner/epochs`` epochs (no checkpoint reuse).
+Hyperband trains each of its trials from scratch for ``tuner/epochs`` validation rounds of the
+study's budget (``Budget.first_rounds``; no checkpoint reuse).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def make_oracle(config: StudyConfig, hp: kt.HyperParameters) -> kt.Oracle:
         max_consecutive_failed_trials=s.trials + 1,
     )
     if s.tuner == "hyperband":
-        oracle = kt.oracles.HyperbandOracle(max_epochs=s.epochs, factor=3, hyperband_iterations=None, **common)
+        oracle = kt.oracles.HyperbandOracle(max_epochs=s.budget.rounds, factor=3, hyperband_iterations=None, **common)
         oracle.max_trials = s.trials
         return oracle
     if s.tuner == "bayesian":
@@ -87,7 +88,9 @@ class SppTuner(kt.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         config = self.config
         factors, params = config.space.from_keras_tuner(trial.hyperparameters, config.defaults)
-        epochs = int(trial.hyperparameters.values.get("tuner/epochs", config.study.epochs))
+        full = config.study.budget  # Hyperband's resource is validation rounds of it
+        rounds = int(trial.hyperparameters.values.get("tuner/epochs", full.rounds))
+        trial_budget = full.first_rounds(rounds) if rounds != full.rounds else full
         number = len(self.study.get_trials(deepcopy=False))
         seed = trial_seed(config, number)
         run_id = self.tracker.start_trial(
@@ -95,7 +98,7 @@ class SppTuner(kt.Tuner):
             factors,
             {
                 "seed": seed,
-                "epochs": epochs,
+                **trial_budget.params(),
                 "device": self.device,
                 "backend": config.study.backend,
                 "engine": "keras-tuner",
@@ -108,7 +111,7 @@ class SppTuner(kt.Tuner):
             number,
             factors,
             config.data.for_trial(),
-            epochs,
+            trial_budget,
             seed,
             self.device,
             backend=config.study.backend,
@@ -166,8 +169,9 @@ def mirrored_trial(config: StudyConfig, params: dict, result: TrialResult, value
     the report and its importances see the same states whichever engine ran."""
     state, constraints = recorded_state(result, config.study.failure_feedback)
     values = dict(values)
-    if diverged_at(result, state) is not None:
-        values.setdefault(diverged_at(result, state), 0.0)
+    key = diverged_at(result, state, config.study.budget)
+    if key is not None:
+        values.setdefault(key, 0.0)
     dists = {p.name: p.distribution() for p in config.space.params if p.name in params}
     return create_trial(
         params=params,

@@ -72,7 +72,7 @@ def start_tracking(
     return tracker
 
 
-STUDY_PARAMS = ("trials", "epochs", "engine", "sampler", "pruner", "seed", "workers", "isolation", "max_retries")
+STUDY_PARAMS = ("trials", "engine", "sampler", "pruner", "seed", "workers", "isolation", "max_retries")
 
 
 def study_params(config: StudyConfig, device: str, extra: dict | None = None) -> dict[str, object]:
@@ -80,6 +80,7 @@ def study_params(config: StudyConfig, device: str, extra: dict | None = None) ->
     s = config.study
     params: dict[str, object] = {name: getattr(s, name) for name in STUDY_PARAMS}
     params.update(device=device, backend=s.backend, searched=",".join(config.space.names) or "none")
+    params.update(s.budget.params())
     params["data"] = redact(str(config.data.source))
     params["host_memory_budget"], params["gpu_memory_budget"] = s.host_memory_budget, s.gpu_memory_budget
     return {**params, **(extra or {})}

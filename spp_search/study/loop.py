@@ -40,7 +40,8 @@ HOST_STOP = "the host failed trial {number} (re-queued, not counted as the confi
 
 
 class OptunaReporter:
-    """Logs each epoch to MLflow and to the Optuna trial; answers the pruner's verdict."""
+    """Logs each validation round to MLflow and to the Optuna trial (under its key: the steps
+    trained, or the epoch); answers the pruner's verdict."""
 
     def __init__(self, trial: optuna.Trial, tracker: Tracker, run_id: str, prune: bool) -> None:
         self.trial, self.tracker, self.run_id, self.prune = trial, tracker, run_id, prune
@@ -172,7 +173,7 @@ class TrialLoop:
         factors = config.space.suggest(trial, config.defaults)
         trial.set_user_attr("factors", json.loads(json.dumps(factors, default=list)))
         seed = trial_seed(config, trial.number)
-        extra = {"seed": seed, "epochs": config.study.epochs, "device": self.device, "backend": config.study.backend}
+        extra = {"seed": seed, **config.study.budget.params(), "device": self.device, "backend": config.study.backend}
         if "arm" in trial.user_attrs:
             extra["arm"] = trial.user_attrs["arm"]
         run["id"] = self.tracker.start_trial(trial.number, factors, extra)
@@ -182,7 +183,7 @@ class TrialLoop:
             trial.number,
             factors,
             config.data.for_trial(),
-            config.study.epochs,
+            config.study.budget,
             seed,
             self.device,
             backend=config.study.backend,
@@ -248,7 +249,7 @@ class TrialLoop:
         if retried:
             trial.set_user_attr(recording.RETRIED, True)  # recorded; its re-run takes its place in the total
         frozen = with_retries(
-            lambda: recording.tell(self.study, trial, result, reporter.reported, s.failure_feedback),
+            lambda: recording.tell(self.study, trial, result, reporter.reported, s.budget, s.failure_feedback),
             f"storage {redact(s.storage)}",
         )  # unless the trial is no longer ours (run_one)
         if retried:
@@ -321,6 +322,7 @@ def run_study(
     start = time.perf_counter()
     workers = f"{len(runners)} worker{'s' if len(runners) > 1 else ''}"
     label = f"{config.study.name} ({device}, {config.study.backend}, {workers})"
+    console.print(f"budget: {config.study.budget.describe()}")
     status, loop = "FAILED", None
     try:
         with StudyProgress(console, total, min(budget.counted(study), total), label) as progress:

@@ -45,7 +45,7 @@ class StudyProgress:
         worker's: a retried trial does not count, its re-run does), else one more."""
         style = STYLE.get(result.outcome, "red")
         value = f" val_acc={result.value:.3f}" if result.value is not None else ""
-        where = f" at epoch {result.failed_epoch} step {result.failed_step}" if result.outcome.failed else ""
+        where = f" at step {result.failed_step}" if result.outcome.failed and result.failed_step else ""
         self.console.print(
             f"trial {number:>3} [{style}]{result.outcome.value}[/{style}]{value}{where} ({seconds:.1f} s) {factors}",
             highlight=False,

@@ -48,6 +48,9 @@ def recorded_state(result: TrialResult, feedback: bool = True) -> tuple[TrialSta
 def failure_attrs(result: TrialResult) -> dict:
     """The user attributes every recorded trial carries about its outcome (both engines)."""
     attrs: dict = {"outcome": result.outcome.value}
+    for key in ("val_images", "val_majority_share"):  # what chance is (the report's verdict on the best)
+        if key in result.stats:
+            attrs[key] = result.stats[key]
     for key in ("failed_epoch", "failed_step"):
         if getattr(result, key) is not None:
             attrs[key] = getattr(result, key)
@@ -56,13 +59,16 @@ def failure_attrs(result: TrialResult) -> dict:
     return attrs
 
 
-def diverged_at(result: TrialResult, state: TrialState) -> int | None:
-    """The epoch at which a diverged trial reports 0.0 (None for every other result)."""
-    return (result.failed_epoch or 0) if state is TrialState.PRUNED and result.outcome.diverged else None
+def diverged_at(result: TrialResult, state: TrialState, budget) -> int | None:
+    """The key (``Budget.round_key``) at which a diverged trial reports 0.0: the validation of
+    the round it diverged in (None for every other result)."""
+    diverged = state is TrialState.PRUNED and result.outcome.diverged
+    return budget.round_key(result.failed_epoch or 0) if diverged else None
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, result: TrialResult, reported: set[int], feedback: bool = True):
-    """Record ``result`` in Optuna (``recorded_state``); ``reported``: the epochs already reported."""
+def tell(study: optuna.Study, trial: optuna.Trial, result: TrialResult, reported: set[int], budget, feedback=True):
+    """Record ``result`` in Optuna (``recorded_state``); ``reported``: the keys already reported,
+    under the trial's ``budget`` (``config/schedule.py``)."""
     for key, value in failure_attrs(result).items():
         trial.set_user_attr(key, value)
     state, constraints = recorded_state(result, feedback)
@@ -70,7 +76,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, result: TrialResult, reported
         trial.set_constraint(key, value)
     if state is TrialState.COMPLETE:
         return study.tell(trial, result.value)
-    epoch = diverged_at(result, state)
+    epoch = diverged_at(result, state, budget)
     if epoch is not None and epoch not in reported:
         trial.report(0.0, epoch)
     return study.tell(trial, state=state)

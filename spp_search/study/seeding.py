@@ -32,10 +32,11 @@ def make_sampler(config: StudyConfig, seed: int | None = None) -> optuna.sampler
 
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
-    """Median pruning after 5 trials and 1 warm-up epoch, or none (``study.pruner: none``)."""
+    """Median pruning after 5 trials, never at a trial's first validation (``Budget.warmup``,
+    in the keys trials report under: steps trained, or epochs), or none (``study.pruner: none``)."""
     if config.study.pruner == "none":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.study.budget.warmup)
 
 
 def driver_seed(study: optuna.Study, base_seed: int, driver: str = WORKER_ID) -> int:

@@ -5,7 +5,8 @@
 happens: exceptions are caught, classified by ``outcomes.classify`` and returned, so the caller
 (inline or in a worker process) decides what to do.
 
-Between epochs the ``reporter`` gets the epoch's metrics and answers whether to stop (pruning):
+After each validation round (``config/schedule.py``: a step budget is validated at the same
+steps in every trial) the ``reporter`` gets its metrics and answers whether to stop (pruning):
 the engine owns the Optuna trial, the trial code only asks.
 """
 
@@ -24,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from spp_search.config.factors import resolved
+from spp_search.config.schedule import Budget
 from spp_search.data.loading import trial_data
 from spp_search.infra.errors import ConfigError
 from spp_search.infra.redaction import redact, redact_cut, strip_ansi
@@ -38,7 +40,7 @@ class TrialSpec:
     number: int
     factors: dict
     data: dict
-    epochs: int
+    budget: Budget  # optimizer steps (or epochs) and how often to validate
     seed: int
     device: str = "cpu"
     log_every: int = 5
@@ -64,7 +66,8 @@ class TrialResult:
 
 
 class Reporter(Protocol):
-    """Receives each epoch's metrics; returns True when the trial should stop (pruned)."""
+    """Receives each validation round's metrics under its key (``Budget.report_key``: the
+    steps trained, or the epoch's index); returns True when the trial should stop (pruned)."""
 
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> bool: ...
 
@@ -99,6 +102,15 @@ class Trained:
     train: object = None
     seconds: float = 0.0
     gpu_peak_token: object = None
+    val_counts: object = None  # validation images per class: what chance is for this trial
+
+
+def split_stats(val_counts) -> dict[str, float]:
+    """The validation split's size and the share of its largest class (the accuracy of always
+    predicting that class: chance for the report, ``results/report.py``)."""
+    if val_counts is None or not len(val_counts) or val_counts.sum() == 0:
+        return {}
+    return {"val_images": float(val_counts.sum()), "val_majority_share": float(val_counts.max() / val_counts.sum())}
 
 
 def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) -> None:
@@ -116,7 +128,7 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
     keras.mixed_precision.set_global_policy(spec.factors["mixed_precision"])
     trained.gpu_peak_token = rt.reset_peak_gpu_memory()
     train, val = trial_data(spec.data, spec.factors)
-    trained.train = train
+    trained.train, trained.val_counts = train, np.bincount(np.asarray(val.labels, dtype=int))
     f = spec.factors
     pipes = build_pipelines(train, val, f, seed=spec.seed)
     model, optimizer, logits = trial_model(spec, train.images[0].shape[-1], len(train.class_names), pipes.input_size)
@@ -130,14 +142,15 @@ def _train(spec: TrialSpec, reporter: Reporter, watch: Watch, trained: Trained) 
         jit_compile=f["jit_compile"],
     )
     trained.model = model
-    cb = callback(watch, reporter, f["fault"], pipes.train.shape_of, inject_fault)
+    rounds, per_round = spec.budget.plan(len(pipes.train))
+    cb = callback(watch, reporter, f["fault"], pipes.train.shape_at, inject_fault, spec.budget.report_key)
     trained.history = cb.history
-    train_inputs, val_inputs, steps, val_steps = rt.inputs(pipes)
+    train_inputs, val_inputs, steps, val_steps = rt.inputs(pipes, per_round)
     start = time.perf_counter()
     try:
         model.fit(
             train_inputs,
-            epochs=spec.epochs,
+            epochs=rounds,  # a Keras "epoch" is one validation round here
             steps_per_epoch=steps,
             validation_data=val_inputs,
             validation_steps=val_steps,
@@ -219,7 +232,10 @@ def train_and_keep(spec: TrialSpec, reporter: Reporter) -> tuple[TrialResult, Tr
         value=history[-1]["val_accuracy"] if history and not failed else None,
         epochs=history,
         steps=watch.losses,
-        stats=stats(watch, int(spec.factors["batch_size"]), trained.seconds, _peak_gpu(trained, spec.device)),
+        stats={
+            **stats(watch, int(spec.factors["batch_size"]), trained.seconds, _peak_gpu(trained, spec.device)),
+            **split_stats(trained.val_counts),
+        },
         error_type=evidence.error_type,
         error_message=evidence.error_message,
         traceback=redact(strip_ansi("".join(traceback.format_exception(error)))) if error else None,

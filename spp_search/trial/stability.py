@@ -125,11 +125,13 @@ def stats(watch: Watch, batch_size: int, train_time: float, peak_gpu: int | None
     return out
 
 
-def callback(watch: Watch, reporter, fault, shape_of, on_fault):
-    """A Keras callback that feeds ``watch`` every step and ``reporter`` every epoch.
+def callback(watch: Watch, reporter, fault, shape_at, on_fault, report_key=lambda round_index, steps: round_index):
+    """A Keras callback that feeds ``watch`` every step and ``reporter`` every round (a Keras epoch).
 
-    ``shape_of(epoch, step)`` is the shape of a training batch (the pipeline's plan), so a step
-    that met a new shape is known; ``on_fault(fault)`` runs at step ``FAULT_STEP`` (failure injection).
+    ``shape_at(step)`` is the shape of the training batch of 0-based step ``step`` (the pipeline's
+    plan), so a step that met a new shape is known; ``on_fault(fault)`` runs at step
+    ``FAULT_STEP`` (failure injection); ``report_key(round, steps trained)`` is the key a round's
+    metrics are reported under (``Budget.report_key``).
     """
     import keras
 
@@ -145,7 +147,7 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
             self.norm = None  # TensorFlow builds the optimizer (and its variables) at its first step
 
         def on_epoch_begin(self, epoch, logs=None):
-            watch.epoch, self.epoch_start, self.batch_in_epoch = epoch, time.perf_counter(), 0
+            watch.epoch, self.epoch_start = epoch, time.perf_counter()
 
         def on_train_batch_begin(self, batch, logs=None):
             self.step_start = time.perf_counter()
@@ -158,8 +160,7 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
                 self.norm = grad_norm_variable(self.model)
             norm = rt.read(self.norm, self.model)
             self.train_end = time.perf_counter()
-            shape = shape_of(watch.epoch, self.batch_in_epoch)
-            self.batch_in_epoch += 1
+            shape = shape_at(watch.step)
             new = shape not in watch.shapes
             watch.shapes.add(shape)
             if watch.on_step(loss, norm, self.train_end - self.step_start, new):
@@ -180,8 +181,9 @@ def callback(watch: Watch, reporter, fault, shape_of, on_fault):
             metrics["epoch_time_s"] = time.perf_counter() - self.epoch_start
             # the training part alone (input pipeline + steps), without validation
             metrics["train_epoch_time_s"] = self.train_end - self.epoch_start
+            metrics["steps_trained"] = float(watch.step)
             self.history.append(metrics)
-            if reporter.epoch_end(epoch, metrics):
+            if reporter.epoch_end(report_key(epoch, watch.step), metrics):
                 watch.pruned = True
                 self.model.stop_training = True
 

@@ -69,7 +69,7 @@ def train_config(
     config: StudyConfig,
     out: Path,
     device: str,
-    epochs: int | None = None,
+    budget=None,
     backend: str = "tensorflow",
     reporter=None,
 ) -> tuple[dict, keras.Model, np.ndarray]:
@@ -94,7 +94,7 @@ def train_config(
         0,
         dict(config.defaults),
         config.data.for_trial(),
-        epochs or config.study.epochs,
+        budget or config.study.budget,
         config.study.seed,
         device,
         backend=backend,
@@ -111,7 +111,8 @@ def train_config(
     metrics = {
         "backend": backend,
         "val_accuracy": result.value,
-        "epochs": len(result.epochs),
+        "rounds": len(result.epochs),
+        "steps": int(result.stats.get("steps", 0)),
         "val_loss": result.epochs[-1].get("val_loss") if result.epochs else None,
         "input_shape": list(model.input_shape),
     }
