@@ -24,6 +24,7 @@ ALL = [
     "sampler_feedback",
     "startup",
     "mlflow_overhead",
+    "step_budget",
 ]
 PER_BACKEND = ("spp_op", "pipeline", "study")  # these take --backend (results: <name>-jax.json)
 

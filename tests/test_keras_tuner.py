@@ -110,12 +110,13 @@ def test_keras_tuner_trials_are_recorded_as_the_optuna_engine_records_them(outco
     config = build_config({"space": SPACE})
     result = _result(outcome, value=0.9 if outcome == "ok" else None, failed_epoch=1 if outcome != "ok" else None)
     params = {"input_policy": "variable_padded", "learning_rate": 0.005, "batch_size": 8}
-    frozen = mirrored_trial(config, params, result, {0: 0.5}, {"engine": "keras-tuner"})
+    frozen = mirrored_trial(config, params, result, {12: 0.5}, {"engine": "keras-tuner"})
     assert frozen.state.name == state and frozen.constraints == constraints
     assert (frozen.state, frozen.constraints) == recorded_state(result)
     assert frozen.user_attrs["outcome"] == outcome
     if outcome == "diverged_nan":
-        assert frozen.intermediate_values == {0: 0.5, 1: 0.0}  # 0.0 at the epoch it diverged
+        # 0.0 at the validation of the round it diverged in (the default budget: every 12 steps)
+        assert frozen.intermediate_values == {12: 0.5, 24: 0.0}
 
 
 def test_the_retried_tag_counts_attempts_from_one():

@@ -18,8 +18,9 @@ DIST = {
 }
 
 
-def _study(tmp_path, rows, name: str = "fab", epochs: int = 0) -> optuna.Study:
-    """rows: (spp_impl, image_size, learning_rate, outcome, value); ``epochs`` reported per trial."""
+def _study(tmp_path, rows, name: str = "fab", epochs: int = 0, split: dict | None = None) -> optuna.Study:
+    """rows: (spp_impl, image_size, learning_rate, outcome, value); ``epochs`` reported per trial;
+    ``split``: the validation split's attributes every trial records (``val_images``, ...)."""
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/o.db", direction="maximize")
     study.set_user_attr("config", {"space": {k: {} for k in DIST}})
     for impl, size, lr, outcome, value in rows:
@@ -32,7 +33,7 @@ def _study(tmp_path, rows, name: str = "fab", epochs: int = 0) -> optuna.Study:
                 distributions=DIST,
                 value=value if ok else None,
                 state=TrialState.COMPLETE if ok else TrialState.FAIL,
-                user_attrs={"factors": factors, "outcome": outcome},
+                user_attrs={"factors": factors, "outcome": outcome, **(split or {})},
                 intermediate_values={e: 0.5 for e in range(epochs)},
             )
         )
@@ -128,3 +129,18 @@ def test_paper_comparison_gives_intervals_and_the_seeds_a_1_point_difference_nee
     assert "paper +1.01 points; resolving a 1-point difference (80% power) needs 64 seeds per arm" in text
     assert "error(global_pool) - error(spp_single_size) = +22.00 points" in text
     assert "**Ordering reproduced** on this data: no_spp 40.00 > spp_single_size 38.00 > spp_multi_size 37.00" in text
+
+
+def test_a_best_trial_not_above_chance_is_called_so_with_its_interval(tmp_path):
+    """Issue 25: 0.5 on 18 validation images (3 classes of 6) is within chance (1/3): Wilson's
+    95% interval of 9/18 is [0.29, 0.71]. 0.9 on 18 is not (its lower bound is 0.69)."""
+    split = {"val_images": 18, "val_majority_share": 1 / 3}
+    rows = [("floor_ceil", 16, 0.001 * (i + 1), "ok", 0.5) for i in range(3)]
+    text = write_report(_study(tmp_path, rows, split=split), None, tmp_path / "out").read_text()
+    assert "**The best trial is not above chance**: val accuracy 0.5000 on 18 validation images" in text
+    assert "(95% interval 0.290-0.710) does not exclude 0.333" in text
+    rows = [("floor_ceil", 16, 0.001, "ok", 0.9)]
+    text = write_report(_study(tmp_path, rows, name="good", split=split), None, tmp_path / "good").read_text()
+    assert "not above chance" not in text
+    text = write_report(_study(tmp_path, rows, name="old"), None, tmp_path / "old").read_text()
+    assert "not above chance" not in text  # recorded without its split: no verdict

@@ -51,6 +51,9 @@ def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.
     changed = differences(study.user_attrs.get("config") or {}, config)
     if changed:
         fix = f"It differs in {', '.join(changed)}. Use a new --study-name, or rerun with the original config."
+        epochs = ((study.user_attrs.get("config") or {}).get("study") or {}).get("epochs")
+        if epochs and not config.study.epochs:  # made with an epoch budget (every study before steps)
+            fix += f" It trains {epochs} epochs per trial: add --epochs {epochs} to resume it."
         rule = "name a study made from the same config (data, defaults, space, seed)"
         raise ConfigError(must("study-name", rule, config.study.name, fix))
     return study
