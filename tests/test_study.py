@@ -102,6 +102,8 @@ def test_export_best_writes_a_runnable_config_naming_every_factor(study_dir, tmp
     best = yaml.safe_load(out.read_text())
     assert set(best["defaults"]) == set(FACTORS) and best["space"] == {}
     assert best["result"]["study"] == "tiny" and 0 <= best["result"]["val_accuracy"] <= 1
+    assert list(best["result"]["val_accuracy_at"]) == [5, 10]  # validations by steps trained
+    assert best["study"]["steps"] == 10 and "epochs" not in best["study"]  # `train` trains the study's budget
     assert "storage" not in best["study"]
     again = load_config(out)
     assert again.defaults["levels"] == tuple(best["defaults"]["levels"])

@@ -88,7 +88,8 @@ def best_config(study: optuna.Study, by: str = "accuracy") -> dict:
         "trial": trial.number,
         "selected_by": by,
         "val_accuracy": trial.value,
-        "epochs_val_accuracy": [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)],
+        # each validation's accuracy by its key: the steps trained (an epoch's index for an epoch budget)
+        "val_accuracy_at": {int(k): trial.intermediate_values[k] for k in sorted(trial.intermediate_values)},
         "configuration_runs": runs,
         "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
