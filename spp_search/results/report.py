@@ -327,8 +327,10 @@ def engine_of(study: optuna.Study) -> str:
 
 
 def comparison_rows(studies: list[tuple[optuna.Study, StudyData]]) -> list[dict]:
-    """Studies side by side: engine, trials, epochs trained (the compute budget: pruning and
-    Hyperband stop trials early), best accuracy and when it was reached, outcomes, wall time."""
+    """Studies side by side: engine, trials, rounds trained (the compute budget: pruning and
+    Hyperband stop trials early; a round is an epoch, or ``steps / evaluations`` steps of a step
+    budget; the key stays ``epochs_trained`` for the results recorded before steps), best accuracy
+    and when it was reached, outcomes, wall time."""
     rows = []
     for study, data in studies:
         frame = data.frame.sort_values("number")
@@ -360,7 +362,7 @@ def comparison(studies: list[tuple[optuna.Study, StudyData]]) -> str:
         "study",
         "engine",
         "trials",
-        "epochs trained",
+        "rounds trained (validations)",
         "best val acc",
         "trials to 95% of best",
         "ok / pruned / failed",
