@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import RESULTS
-from benchmarks.table import SECTIONS, _gpu_runs, _load, feedback_summary, targets_section
+from benchmarks.table import SECTIONS, _gpu_runs, _load, feedback_summary, step_budget_section, targets_section
 from spp_search.results.markdown import table_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +251,18 @@ def doctor_summary(folder: Path) -> list[str]:
     ]
 
 
+def step_budget(folder: Path) -> list[str]:
+    """The default study with 3 epochs against the default step budget, side by side."""
+    data = _json("step_budget", folder)
+    env = data["environment"]
+    return step_budget_section(data)[2:] + [
+        "",
+        f"_From `benchmarks/results/step_budget.json` ({env.get('backend')}, {env.get('cpu_count')} CPU cores)._",
+    ]
+
+
 RENDERERS: dict[str, Callable[[Path], list[str]]] = {
+    "step-budget": step_budget,
     "outcomes": outcomes,
     "culprits": culprits,
     "doctor": doctor,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 from spp_search.model.impls import SPP_IMPLS
+from spp_search.results.markdown import table_lines
 
 
 def _load(name: str, folder: Path = RESULTS) -> dict | None:
@@ -401,6 +402,33 @@ def startup_section(data: dict) -> list[str]:
     ]
 
 
+def step_budget_section(data: dict) -> list[str]:
+    """``benchmarks/step_budget.py``: the default study with 3 epochs and with the step budget."""
+    names = {"texture_photos": "texture photos", "built_in": "built-in"}
+    rows = []
+    for s in data["studies"]:
+        o = s["outcomes"]
+        diverged = o.get("diverged_explosion", 0) + o.get("diverged_nan", 0)
+        budget = "3 epochs" if s["budget"] == "epochs_3" else s["budget_line"].split(" per trial")[0].split(": ")[1]
+        rows.append(
+            [
+                names.get(s["data"], s["data"]),
+                s["trials"],
+                budget.replace(" optimizer", ""),
+                f"{s['best']:.3f}",
+                f"{s['top5_mean']:.3f}",
+                f"{s['ok_median']:.3f}",
+                s["at_chance"],
+                f"{o.get('ok', 0)} / {o.get('pruned', 0)} / {diverged}",
+                f"{s['wall_s']:.1f}",
+            ]
+        )
+    header = ["data", "trials", "budget", "best", "mean of best 5", "median ok", "at chance"]
+    header += ["ok / pruned / diverged", "wall s"]
+    title = "## Training budget: the default study with 3 epochs and with 36 optimizer steps, side by side"
+    return [title, "", *table_lines(header, rows)]
+
+
 SECTIONS = {
     "spp_op": spp_section,
     "pipeline": pipeline_section,
@@ -412,6 +440,7 @@ SECTIONS = {
     "study_port": study_port_section,
     "chaos": chaos_section,
     "mlflow_overhead": mlflow_overhead_section,
+    "step_budget": step_budget_section,
 }
 
 
