@@ -177,3 +177,27 @@ def test_the_mlflow_service_answers_the_workers_host_header(tmp_path):
     assert _mlflow_answers(service, tmp_path / "fixed", environment) == 200
     without = {k: v for k, v in environment.items() if not k.startswith("MLFLOW_SERVER_ALLOWED")}
     assert _mlflow_answers(service, tmp_path / "default", without) == 403  # the check can fail
+
+
+def _name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def test_every_installed_package_is_pinned():
+    """Issue 24 item 5: `wheel` (pulled in by TensorFlow's astunparse) was installed at whatever
+    version the index had that day: `pip install -c constraints.txt` pins only what the file lists.
+    Every distribution of this environment (installed by the README's command, a superset of what
+    the image installs) is pinned at its installed version. pip and setuptools come with the venv;
+    the build backend is pinned in pyproject.toml's build-system."""
+    from importlib.metadata import distributions
+
+    root = DOCKER.parent
+    pins = dict(
+        (_name(n), v.split(";")[0].strip())
+        for n, v in (line.split("#")[0].strip().split("==", 1) for line in open(root / "constraints.txt") if "==" in line)
+    )
+    installed = {_name(d.metadata["Name"]): d.version for d in distributions()}
+    unpinned = {n: v for n, v in installed.items() if n not in pins and n not in ("pip", "setuptools", "spp-search")}
+    assert unpinned == {}, f"add to constraints.txt: {unpinned}"
+    assert {n: v for n, v in installed.items() if n in pins and pins[n] != v} == {}
+    assert re.search(r'requires = \["setuptools==[\d.]+"\]', (root / "pyproject.toml").read_text())
