@@ -192,10 +192,8 @@ def test_every_installed_package_is_pinned():
     from importlib.metadata import distributions
 
     root = DOCKER.parent
-    pins = dict(
-        (_name(n), v.split(";")[0].strip())
-        for n, v in (line.split("#")[0].strip().split("==", 1) for line in open(root / "constraints.txt") if "==" in line)
-    )
+    lines = [line.split("#")[0].strip() for line in (root / "constraints.txt").read_text().splitlines()]
+    pins = dict((_name(n), v.split(";")[0].strip()) for n, v in (line.split("==", 1) for line in lines if "==" in line))
     installed = {_name(d.metadata["Name"]): d.version for d in distributions()}
     unpinned = {n: v for n, v in installed.items() if n not in pins and n not in ("pip", "setuptools", "spp-search")}
     assert unpinned == {}, f"add to constraints.txt: {unpinned}"
