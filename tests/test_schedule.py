@@ -64,13 +64,20 @@ def test_the_pruner_never_prunes_a_trial_at_its_first_validation():
     assert make_pruner(build_config({"study": {"epochs": 3}})).__dict__["_n_warmup_steps"] == 1
 
 
-def test_a_study_made_with_epochs_says_how_to_resume_it(tmp_path):
-    """A study from before step budgets stored `epochs: 3`; the new default (36 steps) is another
-    training, so it may not resume silently, and the error names the option that resumes it."""
-    from spp_search.study.lifecycle import open_study
+def test_a_study_made_with_epochs_resumes_with_them(tmp_path):
+    """A study from before step budgets stored `epochs: 3`. `python study.py` (the default step
+    budget) resumes it with its own 3 epochs, pruner warm-up included, so its trials stay one
+    training; another budget given on purpose is a difference, and the error names the option
+    that resumes it."""
+    from spp_search.study.lifecycle import open_study, resumed
 
     storage = {"storage": f"sqlite:///{tmp_path}/o.db"}
     open_study(build_config({"study": {**storage, "epochs": 3}}))
+    default = build_config({"study": storage})
+    study = open_study(default)
+    assert resumed(study, default).study.budget == Budget.of_epochs(3)
+    assert study.pruner.__dict__["_n_warmup_steps"] == 1
     with pytest.raises(ConfigError, match=r"study\.epochs \(3 -> unset\).*add --epochs 3 to resume it"):
-        open_study(build_config({"study": storage}))
-    assert open_study(build_config({"study": storage}, {"study.epochs": 3})) is not None
+        open_study(build_config({"study": storage}, {"study.steps": 20}))
+    fresh = build_config({"study": {"storage": f"sqlite:///{tmp_path}/new.db"}})
+    assert resumed(open_study(fresh), fresh) == fresh  # a new study: the config's budget

@@ -32,7 +32,7 @@ from spp_search.config.settings import StudyConfig
 from spp_search.infra.redaction import redact_cut
 from spp_search.infra.storage import exclusive
 from spp_search.study import budget
-from spp_search.study.lifecycle import StudySummary, close_study, describe, open_study, start_tracking
+from spp_search.study.lifecycle import StudySummary, close_study, describe, open_study, resumed, start_tracking
 from spp_search.study.progress import StudyProgress
 from spp_search.study.recording import diverged_at, failure_attrs, recorded_state, wants_retry
 from spp_search.study.seeding import trial_seed
@@ -191,6 +191,7 @@ def run_keras_tuner(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with exclusive(config.study.storage, f"start:{config.study.name}"):  # as the Optuna engine
         study = open_study(config)
+        config = resumed(study, config)  # a study made with epochs goes on with them
         extra = {"engine": "keras-tuner", "tuner": config.study.tuner}
         tracker = start_tracking(study, config, device, data_check, extra)
         closed = tracker.close_orphans(set())  # one KerasTuner driver per study: a RUNNING trial run is an orphan

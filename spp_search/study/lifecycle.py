@@ -3,6 +3,7 @@ run, and close both with the study's totals and best trial."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import time
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from spp_search.config.fingerprint import differences, fingerprint
+from spp_search.config.schedule import Budget
 from spp_search.config.settings import StudyConfig, StudySettings
 from spp_search.infra.errors import ConfigError, must
 from spp_search.infra.redaction import redact
@@ -48,15 +50,31 @@ def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.
         study.set_user_attr("fingerprint", fingerprint(config))
         study.set_user_attr("config", json.loads(redact(json.dumps(config.to_dict(), default=list))))
         return study
-    changed = differences(study.user_attrs.get("config") or {}, config)
+    changed = differences(study.user_attrs.get("config") or {}, resumed(study, config))
     if changed:
         fix = f"It differs in {', '.join(changed)}. Use a new --study-name, or rerun with the original config."
-        epochs = ((study.user_attrs.get("config") or {}).get("study") or {}).get("epochs")
+        epochs = _stored_epochs(study)
         if epochs and not config.study.epochs:  # made with an epoch budget (every study before steps)
             fix += f" It trains {epochs} epochs per trial: add --epochs {epochs} to resume it."
         rule = "name a study made from the same config (data, defaults, space, seed)"
         raise ConfigError(must("study-name", rule, config.study.name, fix))
+    study.pruner = make_pruner(resumed(study, config))  # its warm-up in the keys the study reports under
     return study
+
+
+def _stored_epochs(study: optuna.Study) -> int | None:
+    return ((study.user_attrs.get("config") or {}).get("study") or {}).get("epochs")
+
+
+def resumed(study: optuna.Study, config: StudyConfig) -> StudyConfig:
+    """``config`` with the study's own epoch budget when the study was made with one (every study
+    made before budgets in steps) and ``config`` asks for the default step budget: resuming such
+    a study with ``python study.py`` keeps training it as it was trained. Any other budget is
+    ``config``'s (and a different one is a difference that ``open_study`` refuses)."""
+    epochs, s = _stored_epochs(study), config.study
+    if not epochs or s.epochs or s.budget != Budget():
+        return config
+    return dataclasses.replace(config, study=dataclasses.replace(s, epochs=int(epochs)))
 
 
 def start_tracking(

@@ -27,7 +27,15 @@ from spp_search.infra.redaction import redact, redact_cut
 from spp_search.infra.retry import with_retries
 from spp_search.infra.storage import HEARTBEAT_S, exclusive, lost_study
 from spp_search.study import budget, recording
-from spp_search.study.lifecycle import StudySummary, close_study, describe, live_run_ids, open_study, start_tracking
+from spp_search.study.lifecycle import (
+    StudySummary,
+    close_study,
+    describe,
+    live_run_ids,
+    open_study,
+    resumed,
+    start_tracking,
+)
 from spp_search.study.liveness import WORKER_ID, Liveness
 from spp_search.study.progress import StudyProgress
 from spp_search.study.seeding import driver_seed, make_sampler, trial_seed
@@ -306,6 +314,7 @@ def run_study(
     # both create the MLflow experiment, its schema or the parent run: start-up runs under a lock
     with exclusive(config.study.storage, f"start:{config.study.name}"):
         study = open_study(config, liveness)
+        config = resumed(study, config)  # a study made with epochs goes on with them
         study.sampler = make_sampler(config, driver_seed(study, config.study.seed))
         if prepare is not None and not study.get_trials(deepcopy=False):
             prepare(study)
