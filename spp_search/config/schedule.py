@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from spp_search.infra.errors import ConfigError, must
+
 DEFAULT_STEPS = 36
 DEFAULT_EVALUATIONS = 3
 
@@ -97,3 +99,25 @@ class Budget:
         if not self.in_steps:
             return {"epochs": self.epochs}
         return {"budget_steps": self.total_steps, "eval_every_steps": self.steps_per_round}
+
+
+def check_epochs(epochs: object) -> None:
+    """``study.epochs``: unset (a budget in steps) or an integer in [1, 10000]."""
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000):
+        fix = "Use e.g. 3 epochs, or leave it out for a budget in optimizer steps (study.steps)."
+        raise ConfigError(must("epochs", "be an integer in [1, 10000]", epochs, fix))
+
+
+def one_budget(study: object, overrides: dict) -> None:
+    """A budget is ``steps`` or ``epochs``: both in one file's ``study`` section is an error; one
+    given on the command line replaces the other in the file (``--epochs 5`` over ``steps: 36``).
+    ``study`` (the raw section, a copy) is changed in place."""
+    if not isinstance(study, dict):
+        return
+    for given, other in (("steps", "epochs"), ("epochs", "steps")):
+        if overrides.get(f"study.{given}") is not None:
+            study.pop(other, None)
+    if study.get("epochs") and "steps" in study:
+        fix = "Keep one: steps (the same for every batch size and folder) or epochs."
+        both = f"steps={study['steps']}, epochs={study['epochs']}"
+        raise ConfigError(must("study", "set steps or epochs, not both", both, fix))

@@ -25,7 +25,7 @@ from spp_search.backends import AUTO, BACKENDS
 from spp_search.config.ablation import arms, space_for
 from spp_search.config.choices import DEVICES, ENGINES, ISOLATIONS, PRUNERS, SAMPLERS, TUNERS
 from spp_search.config.factors import check_factor, default_factors
-from spp_search.config.schedule import DEFAULT_EVALUATIONS, DEFAULT_STEPS, Budget
+from spp_search.config.schedule import DEFAULT_EVALUATIONS, DEFAULT_STEPS, Budget, check_epochs, one_budget
 from spp_search.config.space import SearchSpace
 from spp_search.data.corruption import CorruptionSpec
 from spp_search.data.datacheck import ON_UNREADABLE
@@ -112,12 +112,7 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         check_numbers(self)
-        epochs = self.epochs
-        if epochs is not None and (
-            isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000
-        ):
-            fix = "Use e.g. 3 epochs, or leave it out for a budget in optimizer steps (study.steps)."
-            raise ConfigError(must("epochs", "be an integer in [1, 10000]", epochs, fix))
+        check_epochs(self.epochs)
         parse_bytes("host_memory_budget", self.host_memory_budget)
         parse_bytes("gpu_memory_budget", self.gpu_memory_budget)
         if self.isolation == "inline" and self.workers > 1:
@@ -358,7 +353,7 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     if unknown:
         raise ConfigError(must("config section", f"be one of {list(SECTIONS)}", unknown[0], "Remove it."))
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    _one_budget(raw.get("study"), overrides or {})
+    one_budget(raw.get("study"), overrides or {})
     for key, value in (overrides or {}).items():
         if value is not None:
             section, name = key.split(".")
@@ -395,20 +390,6 @@ def build_config(raw: dict, overrides: dict | None = None) -> StudyConfig:
     model = _section(ModelSettings, raw.get("model"), "model")
     set_factors = tuple(sorted({*given, *space.names, *(k for a in configs for k in a.overrides)}))
     return StudyConfig(study, data, defaults, space, ablation, enqueue, tuple(configs), repeats, model, set_factors)
-
-
-def _one_budget(study: object, overrides: dict) -> None:
-    """A budget is ``steps`` or ``epochs``: both in one file is an error; one given on the command
-    line replaces the other in the file (``--epochs 5`` over a file's ``steps: 36``)."""
-    if not isinstance(study, dict):
-        return
-    for given, other in (("steps", "epochs"), ("epochs", "steps")):
-        if overrides.get(f"study.{given}") is not None:
-            study.pop(other, None)
-    if study.get("epochs") and "steps" in study:
-        fix = "Keep one: steps (the same for every batch size and folder) or epochs."
-        both = f"steps={study['steps']}, epochs={study['epochs']}"
-        raise ConfigError(must("study", "set steps or epochs, not both", both, fix))
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> StudyConfig:

@@ -27,6 +27,7 @@ from spp_search.results.stats import (
     failure_rules,
     interactions,
     levels_of,
+    not_above_chance,
     wilson,
 )
 from spp_search.study.budget import FINISHED, counted_trials, outcome_of
@@ -260,22 +261,19 @@ MODEL_TRAINING = "workflowType=machine_learning"  # MLflow 3's Model training pa
 
 
 def chance_lines(best: pd.Series) -> list[str]:
-    """A warning when the best trial's validation accuracy is not above chance: the 95% Wilson
-    interval of its correct count reaches the share of the largest validation class (what always
-    predicting that class scores). Then every ranking in the report is between models that did not
-    learn. Nothing for trials recorded without their split (older studies)."""
+    """The warning of ``stats.not_above_chance`` for the best trial (nothing for trials recorded
+    without their validation split: older studies)."""
     n, chance = best.get("val_images"), best.get("val_majority_share")
     if n is None or chance is None or pd.isna(n) or pd.isna(chance):
         return []
-    n = int(n)
-    low, high = wilson(round(float(best["value"]) * n), n)
-    if low > chance:
+    interval = not_above_chance(float(best["value"]), int(n), float(chance))
+    if interval is None:
         return []
     return [
-        f"**The best trial is not above chance**: val accuracy {best['value']:.4f} on {n} validation images "
-        f"(95% interval {low:.3f}-{high:.3f}) does not exclude {chance:.3f}, what predicting the largest class "
-        "scores. The comparisons in this report are between models that did not learn: train longer "
-        "(`study.steps`) or add images.",
+        f"**The best trial is not above chance**: val accuracy {best['value']:.4f} on {int(n)} validation images "
+        f"(95% interval {interval[0]:.3f}-{interval[1]:.3f}) does not exclude {chance:.3f}, what predicting the "
+        "largest class scores. The comparisons in this report are between models that did not learn: train "
+        "longer (`study.steps`) or add images.",
         "",
     ]
 

@@ -27,6 +27,13 @@ def wilson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, flo
     return float(low), float(high)
 
 
+def not_above_chance(accuracy: float, images: int, chance: float) -> tuple[float, float] | None:
+    """The 95% Wilson interval of ``accuracy`` on ``images`` validation images when it reaches
+    ``chance`` (the largest class's share: what always predicting it scores), else None."""
+    low, high = wilson(round(accuracy * images), images)
+    return (low, high) if low <= chance else None
+
+
 def exact(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
     """Clopper-Pearson (exact binomial) interval; (0, 1) when there are no trials.
 
