@@ -50,7 +50,8 @@ def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.
         study.set_user_attr("fingerprint", fingerprint(config))
         study.set_user_attr("config", json.loads(redact(json.dumps(config.to_dict(), default=list))))
         return study
-    changed = differences(study.user_attrs.get("config") or {}, resumed(study, config))
+    kept = resumed(study, config)  # the study's own epochs, when it was made with them
+    changed = differences(study.user_attrs.get("config") or {}, kept)
     if changed:
         fix = f"It differs in {', '.join(changed)}. Use a new --study-name, or rerun with the original config."
         epochs = _stored_epochs(study)
@@ -58,7 +59,7 @@ def open_study(config: StudyConfig, liveness: Liveness | None = None) -> optuna.
             fix += f" It trains {epochs} epochs per trial: add --epochs {epochs} to resume it."
         rule = "name a study made from the same config (data, defaults, space, seed)"
         raise ConfigError(must("study-name", rule, config.study.name, fix))
-    study.pruner = make_pruner(resumed(study, config))  # its warm-up in the keys the study reports under
+    study.pruner = make_pruner(kept)  # its warm-up in the keys the study reports under
     return study
 
 

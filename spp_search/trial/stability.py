@@ -125,7 +125,7 @@ def stats(watch: Watch, batch_size: int, train_time: float, peak_gpu: int | None
     return out
 
 
-def callback(watch: Watch, reporter, fault, shape_at, on_fault, report_key=lambda round_index, steps: round_index):
+def callback(watch: Watch, reporter, fault, shape_at, on_fault, report_key):
     """A Keras callback that feeds ``watch`` every step and ``reporter`` every round (a Keras epoch).
 
     ``shape_at(step)`` is the shape of the training batch of 0-based step ``step`` (the pipeline's
