@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from spp_search.data.images import class_folders, image_files, read_image
+from spp_search.data.images import class_folders, image_files, read_image, validation_count
 from spp_search.data.loading import BUILT_IN
 from spp_search.infra.errors import ConfigError, DataError, must
 
@@ -191,8 +191,8 @@ MIN_VAL_PER_CLASS = 10  # below it one image moves a class's validation accuracy
 
 
 def validation_counts(check: DataCheck, val_fraction: float) -> dict[str, int]:
-    """Validation images per class as ``images.split`` will cut them (``round``, at least 1)."""
-    return {c: max(1, round(len(check.usable(c)) * val_fraction)) for c in check.classes}
+    """Validation images per class as ``images.split`` will cut them."""
+    return {c: validation_count(len(check.usable(c)), val_fraction) for c in check.classes}
 
 
 def split_warning(check: DataCheck, val_fraction: float) -> str | None:

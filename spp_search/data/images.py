@@ -191,6 +191,11 @@ def write_folder(data: ImageSet, root: Path) -> None:
     (root / "channel_order.json").write_text(json.dumps(declared, indent=0))
 
 
+def validation_count(images: int, val_fraction: float) -> int:
+    """How many of a class's ``images`` go to validation: at least one, so every class is seen."""
+    return max(1, round(images * val_fraction))
+
+
 def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """A seeded train/validation split, stratified by class so both hold every class."""
     rng = np.random.default_rng(seed)
@@ -198,7 +203,7 @@ def split(data: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, Ima
     val: list[int] = []
     for label in np.unique(data.labels):
         index = rng.permutation(np.flatnonzero(data.labels == label))
-        cut = max(1, round(len(index) * val_fraction))
+        cut = validation_count(len(index), val_fraction)
         val.extend(index[:cut])
         train.extend(index[cut:])
     return data.subset(rng.permutation(train)), data.subset(rng.permutation(val))
