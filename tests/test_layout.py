@@ -64,3 +64,13 @@ def test_the_readme_layout_names_every_module():
     names = [p.relative_to(ROOT).as_posix() for p in _modules() if p.name != "__init__.py" or p.parent == PACKAGE]
     missing = [n for n in names if "/experiments/" not in n and not re.search(rf"^{re.escape(n)}\s", layout, re.M)]
     assert not missing, f"README's Layout does not name: {missing}"
+
+
+def test_every_room_is_a_package_the_wheel_ships():
+    """A room missing from pyproject's package list is left out of a non-editable install (the
+    images' `pip install .`): spp_search.doctor was, so `doctor` failed only in a container."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    rooms = {f"spp_search.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    assert rooms - listed == set()

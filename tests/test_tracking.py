@@ -132,3 +132,16 @@ def test_logging_a_model_leaves_the_processs_tracking_uri_alone(tmp_path, monkey
     assert version.tags["val_accuracy"] == "0.7500" and "champion" in client.get_registered_model("reg").aliases
     assert "trial 3 of study 'seen'" in version.description and "0.7500" in version.description
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_runs_record_the_base_image_a_container_was_built_on(tmp_path, monkeypatch):
+    """The images set SPP_SEARCH_BASE_IMAGE (name@digest, given at build): the study's run and
+    every trial's name the base a result came from; outside a container nothing is tagged."""
+    monkeypatch.setenv("SPP_SEARCH_BASE_IMAGE", "python:3.11-slim@sha256:56cc")
+    tracker, client = _tracker(tmp_path)
+    run_id = tracker.start_trial(0, {"levels": [1]}, {})
+    for run in (run_id, tracker.parent_id):
+        assert client.get_run(run).data.tags["base_image"] == "python:3.11-slim@sha256:56cc"
+    monkeypatch.delenv("SPP_SEARCH_BASE_IMAGE")
+    plain, plain_client = _tracker(tmp_path / "plain")
+    assert "base_image" not in plain_client.get_run(plain.parent_id).data.tags

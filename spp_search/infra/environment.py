@@ -4,6 +4,9 @@ A storage URL with a password on a command line is visible to every user of the 
 and in container metadata. Precedence: the command-line option, then the environment, then the
 config file. ``SPP_SEARCH_STORAGE`` holds the storage URL, or ``SPP_SEARCH_STORAGE_FILE`` a file
 holding it (a mounted secret); ``MLFLOW_TRACKING_URI`` is MLflow's own variable.
+
+The images set ``SPP_SEARCH_BASE_IMAGE`` (their base image's name and digest, given at build
+time): every run records it, so a result names the base it came from.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from spp_search.infra.errors import ConfigError, must
 
 STORAGE_ENV, STORAGE_FILE_ENV, TRACKING_ENV = "SPP_SEARCH_STORAGE", "SPP_SEARCH_STORAGE_FILE", "MLFLOW_TRACKING_URI"
+BASE_IMAGE_ENV, BASE_IMAGE_TAG = "SPP_SEARCH_BASE_IMAGE", "base_image"
 
 
 def storage_url(given: str | None) -> str | None:
@@ -38,3 +42,9 @@ def read_secret_file(path: str | None) -> str | None:
         fix = "Point it at a readable file whose first line is the storage URL."
         raise ConfigError(must(STORAGE_FILE_ENV, "name a readable file holding a URL", path, fix))
     return url
+
+
+def image_tags() -> dict[str, str]:
+    """The MLflow tag naming the container's base image (``name@digest``); none outside one."""
+    base = os.environ.get(BASE_IMAGE_ENV, "").strip()
+    return {BASE_IMAGE_TAG: base} if base else {}

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from spp_search.config.factors import param_text
 from spp_search.data import datasets
+from spp_search.infra.environment import image_tags
 from spp_search.infra.redaction import redact, redact_cut
 from spp_search.infra.retry import with_retries
 from spp_search.study import runs_view
@@ -96,7 +97,7 @@ class Tracker:
             self.client.update_run(self.parent_id, status="RUNNING")
             return self.parent_id
         run = self.client.create_run(
-            self.experiment_id, run_name=self.study_name, tags={ROLE: "study", STUDY: self.study_name}
+            self.experiment_id, run_name=self.study_name, tags={ROLE: "study", STUDY: self.study_name, **image_tags()}
         )
         self.parent_id = run.info.run_id
         self.client.log_batch(self.parent_id, params=[Param(k, redact(param_text(v))) for k, v in params.items()])
@@ -133,7 +134,7 @@ class Tracker:
 
     def start_trial(self, number: int, factors: dict, extra: dict[str, object]) -> str:
         """A child run with every factor (and ``extra``) as params."""
-        tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number)}
+        tags = {PARENT: self.parent_id, ROLE: "trial", STUDY: self.study_name, TRIAL: str(number), **image_tags()}
         tags[runs_view.NOTE] = "**running**"
         run_id = self.start_run(runs_view.trial_name(number), factors, extra, tags)
         self.numbers[run_id], self.factors[run_id] = number, factors
